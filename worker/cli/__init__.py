@@ -1,0 +1,25 @@
+"""The ``sms-worker`` command: one group, a subcommand per job people do with the worker."""
+
+from __future__ import annotations
+
+import click
+
+from worker import __version__
+from worker.cli.demo import demo
+from worker.cli.simulator import simulator
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="sms-worker")
+def main() -> None:
+    """Send SMS through Tencent Cloud's v5 API, reliably, and run its gateway simulator.
+
+    \b
+    Examples:
+      sms-worker simulator --port 8080      # a local gateway for demos and CI
+      sms-worker demo                       # a short tour against the simulator
+    """
+
+
+main.add_command(simulator)
+main.add_command(demo)
