@@ -75,10 +75,12 @@ RESULT_CODES: dict[int, CodeInfo] = {
         CodeInfo(1023, "per-number limit in 30 s", RL, wait=Wait.SHORT, wait_seconds=30),
         CodeInfo(1024, "per-number limit in 1 h", RL, wait=Wait.HOUR, wait_seconds=3600),
         CodeInfo(1025, "per-number daily limit", RL, wait=Wait.NEXT_DAY),
-        CodeInfo(1026, "same content to the same number too often", RL,
-                 wait=Wait.SHORT, wait_seconds=30),
-        CodeInfo(1029, "marketing only between 08:00 and 22:00 Beijing time", RL,
-                 wait=Wait.QUIET_HOURS),
+        CodeInfo(
+            1026, "same content to the same number too often", RL, wait=Wait.SHORT, wait_seconds=30
+        ),
+        CodeInfo(
+            1029, "marketing only between 08:00 and 22:00 Beijing time", RL, wait=Wait.QUIET_HOURS
+        ),
         CodeInfo(1030, "request not supported", P),
         CodeInfo(1031, "prepaid package exhausted", P, pauses_account=True),
         CodeInfo(1032, "individual accounts may not send marketing", P, configuration=True),
