@@ -1,0 +1,341 @@
+"""Configuration: ``SMS_*`` environment variables, a ``.env`` file, and a TOML file of accounts.
+
+``load_settings()`` reads everything once and either returns ``Settings`` or raises one
+``ConfigError`` whose message names the setting at fault. Nothing is cached: a process loads its
+settings at start and passes them on. The appkey is a ``SecretStr`` everywhere; no message, repr or
+log line made here contains it.
+
+A missing sdkappid or appkey is only an error when an account's credentials are asked for, so
+commands that never talk to the gateway (``sms-worker migrate``) run without them.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Self
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
+from sqlalchemy.exc import ArgumentError
+
+from worker.ledger.db import database_url
+from worker.ledger.status import KINDS, MARKETING, NOTIFICATION, VERIFICATION
+
+DEFAULT_ACCOUNT = "default"
+
+
+class ConfigError(ValueError):
+    """The configuration cannot work; the message names the setting and says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """One SMS application at the gateway: what a request is signed and sent with."""
+
+    name: str
+    sdkappid: str
+    appkey: SecretStr
+    gateway_url: str
+    send_rate: float  # messages per second, shared by every worker
+
+
+def _positive_number(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError("must be a positive number") from None
+    if not (number > 0 and math.isfinite(number)):
+        raise ValueError("must be a positive number")
+    return number
+
+
+def _positive_whole_number(value: Any) -> int:
+    number = _positive_number(value)
+    if number != int(number):
+        raise ValueError("must be a positive whole number")
+    return int(number)
+
+
+def _http_url(value: Any) -> str:
+    text = str(value).strip()
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an http(s) URL such as https://yun.tim.qq.com")
+    return text.rstrip("/")
+
+
+def _database_url(value: Any) -> str:
+    try:
+        database_url(str(value))
+    except ArgumentError as error:
+        raise ValueError(str(error)) from None
+    return str(value)
+
+
+def _url(value: Any) -> str:
+    if not urlsplit(str(value)).scheme:
+        raise ValueError("must be a URL such as redis://localhost:6379/0")
+    return str(value)
+
+
+def _sdkappid(value: Any) -> str:
+    text = str(value).strip()
+    if not text.isdigit():
+        raise ValueError("must be the numeric SDKAppID, such as 1400000000")
+    return text
+
+
+def _kinds(value: Any) -> frozenset[str]:
+    if isinstance(value, str) and value.strip().lower() == "none":
+        return frozenset()
+    items = value.split(",") if isinstance(value, str) else list(value)
+    kinds = {str(item).strip() for item in items} - {""}
+    unknown = sorted(kinds - set(KINDS))
+    if unknown:
+        raise ValueError(
+            f"unknown kind {', '.join(unknown)}; "
+            f"use a comma-separated list of {', '.join(KINDS)}, or none"
+        )
+    return frozenset(kinds)
+
+
+PositiveNumber = Annotated[float, BeforeValidator(_positive_number)]
+PositiveWholeNumber = Annotated[int, BeforeValidator(_positive_whole_number)]
+HttpUrl = Annotated[str, BeforeValidator(_http_url)]
+SdkAppId = Annotated[str, BeforeValidator(_sdkappid)]
+Kinds = Annotated[frozenset[str], NoDecode, BeforeValidator(_kinds)]
+
+# Settings whose bad value may be quoted back in an error message; URLs may carry passwords.
+_QUOTABLE = frozenset(
+    {
+        "gateway_url",
+        "sdkappid",
+        "send_rate",
+        "lease_seconds",
+        "sweep_after_seconds",
+        "max_deliveries",
+        "verification_ttl_seconds",
+        "notification_ttl_seconds",
+        "marketing_ttl_seconds",
+        "resend_ambiguous",
+        "connect_timeout",
+        "read_timeout",
+    }
+)
+
+
+class _AccountTable(BaseModel):
+    """One ``[accounts.NAME]`` table of the ``SMS_CONFIG`` file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sdkappid: SdkAppId
+    appkey: SecretStr | None = None
+    appkey_file: Path | None = None
+    gateway_url: HttpUrl | None = None
+    send_rate: PositiveNumber | None = None
+
+
+class _AccountsFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    default_account: str | None = None
+    accounts: dict[str, _AccountTable]
+
+
+class Settings(BaseSettings):
+    """Everything the worker reads from its environment. Build it with ``load_settings()``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SMS_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,
+        extra="ignore",  # a shared .env holds other tools' variables too
+        frozen=True,
+    )
+
+    database_url: Annotated[str, BeforeValidator(_database_url)] = "sqlite:///sms-ledger.db"
+    broker_url: Annotated[str, BeforeValidator(_url)] = "redis://localhost:6379/0"
+    gateway_url: HttpUrl = "https://yun.tim.qq.com"
+    sdkappid: SdkAppId | None = None
+    appkey: SecretStr | None = None
+    appkey_file: Path | None = None
+    config: Path | None = None  # SMS_CONFIG: a TOML file naming several accounts
+    send_rate: PositiveNumber = 50.0
+    lease_seconds: PositiveNumber = 60.0
+    sweep_after_seconds: PositiveNumber = 60.0
+    max_deliveries: PositiveWholeNumber = 5
+    verification_ttl_seconds: PositiveNumber = 300.0
+    notification_ttl_seconds: PositiveNumber = 6 * 3600.0
+    marketing_ttl_seconds: PositiveNumber = 3 * 86400.0
+    # Kinds whose ambiguous attempts are sent again (a late duplicate code beats none); the others
+    # end `unknown`, to be settled by delivery reports. E.g. SMS_RESEND_AMBIGUOUS=verification or
+    # SMS_RESEND_AMBIGUOUS=none.
+    resend_ambiguous: Kinds = frozenset({VERIFICATION, NOTIFICATION})
+    connect_timeout: PositiveNumber = 3.05
+    read_timeout: PositiveNumber = 10.0
+
+    _appkey: SecretStr | None = PrivateAttr(default=None)
+    _accounts: dict[str, Account] = PrivateAttr(default_factory=dict)
+    _default_account: str | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _resolve_accounts(self) -> Self:
+        if self.appkey is not None and self.appkey_file is not None:
+            raise ConfigError("SMS_APPKEY_FILE: SMS_APPKEY is set too; keep one of them")
+        self._appkey = self.appkey
+        if self.appkey_file is not None:
+            self._appkey = _read_key(self.appkey_file, "SMS_APPKEY_FILE")
+        if self.config is not None:
+            for name in ("sdkappid", "appkey", "appkey_file"):
+                if getattr(self, name) is not None:
+                    raise ConfigError(
+                        f"SMS_{name.upper()}: not used when SMS_CONFIG names the accounts; "
+                        "put it in that file"
+                    )
+            self._accounts, self._default_account = _load_accounts(self.config, self)
+        return self
+
+    @property
+    def account_names(self) -> tuple[str, ...]:
+        return tuple(self._accounts) if self.config is not None else (DEFAULT_ACCOUNT,)
+
+    def account(self, name: str | None = None) -> Account:
+        """The named account (None: the default one) with its credentials."""
+        if name is None:
+            name = self._default_account if self.config is not None else DEFAULT_ACCOUNT
+            if name is None:
+                raise ConfigError(
+                    f"SMS_CONFIG: no default account; set default_account to one of "
+                    f"{', '.join(self.account_names)}"
+                )
+        if name not in self.account_names:
+            raise ConfigError(f"unknown account {name!r}; known: {', '.join(self.account_names)}")
+        if self.config is not None:
+            return self._accounts[name]
+        if self.sdkappid is None:
+            raise ConfigError(f"SMS_SDKAPPID: not set; account {name!r} needs it")
+        if self._appkey is None:
+            raise ConfigError(
+                f"SMS_APPKEY: not set (nor SMS_APPKEY_FILE); account {name!r} needs it"
+            )
+        return Account(name, self.sdkappid, self._appkey, self.gateway_url, self.send_rate)
+
+    def ttl(self, kind: str) -> timedelta:
+        """How long after enqueue a message of ``kind`` is still worth sending."""
+        seconds = {
+            VERIFICATION: self.verification_ttl_seconds,
+            NOTIFICATION: self.notification_ttl_seconds,
+            MARKETING: self.marketing_ttl_seconds,
+        }.get(kind)
+        if seconds is None:
+            raise ValueError(f"unknown kind {kind!r}")
+        return timedelta(seconds=seconds)
+
+    def resends_ambiguous(self, kind: str) -> bool:
+        """Whether an attempt of ``kind`` that may have been delivered is sent again."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown kind {kind!r}")
+        return kind in self.resend_ambiguous
+
+
+def load_settings(env_file: str | Path | None = ".env") -> Settings:
+    """Read the environment (and ``env_file``, when it exists); raise ConfigError if unusable."""
+    try:
+        # The keyword is BaseSettings' own; mypy only sees the fields.
+        return Settings(_env_file=env_file)  # type: ignore[call-arg]
+    except ValidationError as error:
+        # `from None`: the validation error holds the raw input, appkey included.
+        raise ConfigError("; ".join(_describe(e) for e in error.errors())) from None
+    except SettingsError as error:
+        raise ConfigError(str(error)) from None
+
+
+def _describe(error: ErrorDetails) -> str:
+    cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, ConfigError):
+        return str(cause)
+    field = str(error["loc"][0]).lower() if error["loc"] else ""
+    name = field.upper() if field.startswith("sms_") else f"SMS_{field.upper()}"
+    message = _message(error)
+    if field in _QUOTABLE and isinstance(error["input"], str | int | float):
+        message += f", got {error['input']!r}"
+    return f"{name}: {message}"
+
+
+def _message(error: ErrorDetails) -> str:
+    message = error["msg"].removeprefix("Value error, ")
+    return message[:1].lower() + message[1:]
+
+
+def _read_key(path: Path, setting: str) -> SecretStr:
+    try:
+        key = path.read_text(encoding="utf-8").strip()
+    except OSError as error:
+        raise ConfigError(f"{setting}: cannot read '{path}': {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{setting}: '{path}' is not UTF-8 text") from None
+    if not key:
+        raise ConfigError(f"{setting}: '{path}' is empty")
+    return SecretStr(key)
+
+
+def _load_accounts(path: Path, defaults: Settings) -> tuple[dict[str, Account], str | None]:
+    """The accounts of the TOML file at ``path`` and the name of the default one, if any."""
+    try:
+        with path.open("rb") as file:
+            document = tomllib.load(file)
+    except OSError as error:
+        raise ConfigError(f"SMS_CONFIG: cannot read '{path}': {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"SMS_CONFIG: '{path}' is not valid TOML: {error}") from None
+    try:
+        parsed = _AccountsFile.model_validate(document)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        why = "unknown key" if first["type"] == "extra_forbidden" else _message(first)
+        raise ConfigError(f"SMS_CONFIG: {where}: {why}") from None
+    if not parsed.accounts:
+        raise ConfigError(f"SMS_CONFIG: '{path}' names no accounts; add [accounts.NAME] tables")
+
+    accounts = {}
+    for name, table in parsed.accounts.items():
+        where = f"SMS_CONFIG: accounts.{name}"
+        if (table.appkey is None) == (table.appkey_file is None):
+            raise ConfigError(f"{where}: set exactly one of appkey and appkey_file")
+        appkey = table.appkey
+        if table.appkey_file is not None:
+            appkey = _read_key(path.parent / table.appkey_file, f"{where}.appkey_file")
+        assert appkey is not None
+        accounts[name] = Account(
+            name=name,
+            sdkappid=table.sdkappid,
+            appkey=appkey,
+            gateway_url=table.gateway_url or defaults.gateway_url,
+            send_rate=table.send_rate or defaults.send_rate,
+        )
+
+    default = parsed.default_account
+    if default is not None and default not in accounts:
+        raise ConfigError(
+            f"SMS_CONFIG: default_account {default!r} is not one of {', '.join(accounts)}"
+        )
+    if default is None and (DEFAULT_ACCOUNT in accounts or len(accounts) == 1):
+        default = DEFAULT_ACCOUNT if DEFAULT_ACCOUNT in accounts else next(iter(accounts))
+    return accounts, default

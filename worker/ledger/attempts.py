@@ -1,0 +1,161 @@
+"""Queries on ``sms_attempts``, the append-only audit of every HTTP attempt.
+
+An attempt row is written ``in_flight`` and committed BEFORE its request goes out, and finished
+exactly once after the answer. A row still ``in_flight`` long after it started is a request whose
+fate nobody recorded: it may have been delivered. Nothing here deletes or rewrites a finished row.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from worker.ledger.models import SmsAttempt, SmsMessage
+from worker.ledger.status import IN_FLIGHT
+
+
+def begin_attempt(
+    session: Session,
+    *,
+    message_id: uuid.UUID,
+    attempt_no: int,
+    request_id: uuid.UUID,
+    api: str,
+    random: int,
+    signed_time: int,
+    worker: str,
+    started_at: datetime,
+) -> int:
+    """Record an attempt as ``in_flight`` and count it on its message; the attempt's id.
+
+    The caller commits BEFORE the HTTP call. A second attempt with the same ``attempt_no`` for
+    the message violates a unique index (IntegrityError): two workers believe they own it.
+    Locks: the new row and the message row until the caller commits. Does not commit.
+    """
+    (attempt_id,) = begin_attempts(
+        session,
+        attempts=[(message_id, attempt_no)],
+        request_id=request_id,
+        api=api,
+        random=random,
+        signed_time=signed_time,
+        worker=worker,
+        started_at=started_at,
+    )
+    return attempt_id
+
+
+def begin_attempts(
+    session: Session,
+    *,
+    attempts: Sequence[tuple[uuid.UUID, int]],
+    request_id: uuid.UUID,
+    api: str,
+    random: int,
+    signed_time: int,
+    worker: str,
+    started_at: datetime,
+) -> list[int]:
+    """Record one group request: an ``in_flight`` row per ``(message_id, attempt_no)``, all
+    sharing ``request_id``; their ids in the order given.
+
+    Each message's ``attempt_count`` goes up by one and its ``request_id`` is set. Locks: the new
+    rows and the message rows until the caller commits. Does not commit.
+    """
+    if not attempts:
+        return []
+    rows = [
+        {
+            "message_id": message_id,
+            "attempt_no": attempt_no,
+            "request_id": request_id,
+            "api": api,
+            "random": random,
+            "signed_time": signed_time,
+            "worker": worker,
+            "started_at": started_at,
+            "outcome": IN_FLIGHT,
+        }
+        for message_id, attempt_no in attempts
+    ]
+    statement = insert(SmsAttempt).returning(
+        SmsAttempt.id, SmsAttempt.message_id, SmsAttempt.attempt_no
+    )
+    ids = {(message_id, no): id_ for id_, message_id, no in session.execute(statement, rows)}
+    session.execute(
+        update(SmsMessage)
+        .where(SmsMessage.id.in_([message_id for message_id, _ in attempts]))
+        .values(attempt_count=SmsMessage.attempt_count + 1, request_id=request_id)
+        .execution_options(synchronize_session=False)
+    )
+    return [ids[key] for key in attempts]
+
+
+def finish_attempt(
+    session: Session,
+    attempt_id: int,
+    *,
+    finished_at: datetime,
+    http_status: int | None,
+    result: int | None,
+    errmsg: str | None,
+    sid: str | None,
+    fee: int | None,
+    outcome: str,
+    latency_ms: int | None,
+) -> bool:
+    """Record the answer of an ``in_flight`` attempt; False if it was already finished.
+
+    The UPDATE only touches a row still ``in_flight``, so an attempt is finished once and never
+    rewritten (a late duplicate cannot change the audit). Locks: the row until the caller
+    commits. Does not commit.
+    """
+    if outcome == IN_FLIGHT:
+        raise ValueError("an attempt is finished with its outcome, not in_flight")
+    statement = (
+        update(SmsAttempt)
+        .where(SmsAttempt.id == attempt_id, SmsAttempt.outcome == IN_FLIGHT)
+        .values(
+            finished_at=finished_at,
+            http_status=http_status,
+            result=result,
+            errmsg=errmsg,
+            sid=sid,
+            fee=fee,
+            outcome=outcome,
+            latency_ms=latency_ms,
+        )
+        .returning(SmsAttempt.id)
+    )
+    return session.scalars(statement).one_or_none() is not None
+
+
+def attempts_for(session: Session, message_id: uuid.UUID) -> list[SmsAttempt]:
+    """Every attempt of the message, oldest first. Locks: none."""
+    statement = (
+        select(SmsAttempt)
+        .where(SmsAttempt.message_id == message_id)
+        .order_by(SmsAttempt.attempt_no)
+    )
+    return list(session.scalars(statement))
+
+
+def stale_in_flight_attempts(
+    session: Session, older_than: datetime, *, limit: int | None = None
+) -> list[SmsAttempt]:
+    """Attempts still ``in_flight`` that started before ``older_than``, oldest first.
+
+    Their worker died between sending and recording: the SMS may have gone out, so these are
+    ambiguous, not failed. Locks: none.
+    """
+    statement = (
+        select(SmsAttempt)
+        .where(SmsAttempt.outcome == IN_FLIGHT, SmsAttempt.started_at < older_than)
+        .order_by(SmsAttempt.started_at)
+        .limit(limit)
+    )
+    return list(session.scalars(statement))

@@ -1,0 +1,203 @@
+"""Queries on ``sms_messages``. Every state change is one conditional UPDATE.
+
+A function that does not say it commits leaves the transaction to its caller, so a producer can
+write its messages inside its own transaction and a worker can record an attempt and move its
+message atomically. On SQLite every write takes the database's single write lock until commit:
+keep those transactions short.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from worker.ledger.models import SmsMessage
+from worker.ledger.status import NEXT, QUEUED, SENDING
+
+
+def _insert(session: Session) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT DO NOTHING."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert
+    if dialect == "sqlite":
+        return sqlite.insert
+    raise NotImplementedError(f"the ledger supports PostgreSQL and SQLite, not {dialect}")
+
+
+def insert_message(session: Session, **fields: Any) -> tuple[SmsMessage, bool]:
+    """Insert one message; ``(message, True)`` if new, ``(existing, False)`` if already there.
+
+    "Already there" means the account has used this ``idempotency_key`` before (or the ``id`` is
+    taken), so a producer retrying a request gets the first message back instead of a second SMS.
+    Race-safe: INSERT .. ON CONFLICT DO NOTHING, then a SELECT; a concurrent insert of the same
+    key waits on the unique index until the first transaction ends. Locks: the new row (SQLite:
+    the database) until the caller commits. Does not commit.
+    """
+    now = datetime.now(UTC)
+    values = {"id": uuid.uuid4(), "created_at": now, "updated_at": now, **fields}
+    statement = _insert(session)(SmsMessage).values(values).on_conflict_do_nothing()
+    inserted = session.scalars(statement.returning(SmsMessage)).one_or_none()
+    if inserted is not None:
+        return inserted, True
+    if values.get("idempotency_key") is not None:
+        existing = select(SmsMessage).where(
+            SmsMessage.account == values["account"],
+            SmsMessage.idempotency_key == values["idempotency_key"],
+        )
+    else:
+        existing = select(SmsMessage).where(SmsMessage.id == values["id"])
+    return session.scalars(existing).one(), False
+
+
+def insert_messages(session: Session, rows: Sequence[Mapping[str, Any]]) -> list[uuid.UUID]:
+    """Insert many messages in one executemany; the ids of those created, in input order.
+
+    A row whose idempotency key (or id) is already used is skipped, as in ``insert_message``.
+    Rows missing an ``id`` get a fresh one. All rows must carry the same keys. Locks: the new
+    rows (SQLite: the database) until the caller commits. Does not commit.
+    """
+    if not rows:
+        return []
+    now = datetime.now(UTC)
+    values = [{"id": uuid.uuid4(), "created_at": now, "updated_at": now, **row} for row in rows]
+    table = SmsMessage.__table__
+    statement = _insert(session)(table).on_conflict_do_nothing().returning(table.c.id)
+    created = set(session.scalars(statement, values))
+    return [row["id"] for row in values if row["id"] in created]
+
+
+def get_message(session: Session, message_id: uuid.UUID) -> SmsMessage | None:
+    """The message, or None. Locks: none."""
+    return session.get(SmsMessage, message_id)
+
+
+def claim_message(
+    session: Session, message_id: uuid.UUID, owner: str, lease_seconds: float, now: datetime
+) -> SmsMessage | None:
+    """Take the message for sending, or None when it is not ours to send.
+
+    Claimable: ``queued`` and due (``not_before`` unset or passed), or ``sending`` with an expired
+    lease (its worker died). One conditional UPDATE sets the lease and counts the delivery in
+    ``delivery_count`` (the caller compares it with ``SMS_MAX_DELIVERIES``). None means another
+    worker holds it, it is done, or it is not due yet: ack the task and stop. Locks: the row,
+    only for this statement. Commits, so the claim is visible before any slow work starts.
+    """
+    claimable = or_(
+        and_(
+            SmsMessage.status == QUEUED,
+            or_(SmsMessage.not_before.is_(None), SmsMessage.not_before <= now),
+        ),
+        and_(SmsMessage.status == SENDING, SmsMessage.lease_until < now),
+    )
+    statement = (
+        update(SmsMessage)
+        .where(SmsMessage.id == message_id, claimable)
+        .values(
+            status=SENDING,
+            lease_until=now + timedelta(seconds=lease_seconds),
+            lease_owner=owner,
+            delivery_count=SmsMessage.delivery_count + 1,
+            updated_at=now,
+        )
+        .returning(SmsMessage)
+        .execution_options(populate_existing=True)
+    )
+    claimed = session.scalars(statement).one_or_none()
+    session.commit()
+    return claimed
+
+
+def transition(
+    session: Session,
+    message_id: uuid.UUID,
+    to_status: str,
+    *,
+    from_statuses: Collection[str],
+    owner: str | None = None,
+    **fields: Any,
+) -> bool:
+    """Move the message to ``to_status`` if it is in one of ``from_statuses``; whether it moved.
+
+    With ``owner``, only while that worker still holds the lease, so a worker whose lease was
+    taken over cannot overwrite its successor's result. ``fields`` are set in the same UPDATE
+    (``sid``, ``fee``, ``result``, ``reason``...). Leaving ``sending`` clears the lease. A move
+    the state machine does not allow (``status.NEXT``) raises ValueError. False means a duplicate
+    task, report or beat got here first: nothing to do. Locks: the row until the caller commits.
+    Does not commit.
+    """
+    refused = [state for state in from_statuses if to_status not in NEXT.get(state, ())]
+    if refused or not from_statuses:
+        raise ValueError(f"no transition to {to_status!r} from {sorted(refused) or 'nowhere'}")
+    values: dict[str, Any] = {"status": to_status, "updated_at": datetime.now(UTC), **fields}
+    if to_status != SENDING:
+        values.update(lease_until=None, lease_owner=None)
+    conditions = [SmsMessage.id == message_id, SmsMessage.status.in_(from_statuses)]
+    if owner is not None:
+        conditions.append(SmsMessage.lease_owner == owner)
+    statement = update(SmsMessage).where(*conditions).values(values).returning(SmsMessage.id)
+    return session.scalars(statement).one_or_none() is not None
+
+
+def requeue(
+    session: Session,
+    message_id: uuid.UUID,
+    owner: str,
+    not_before: datetime | None,
+    reason: str | None,
+) -> bool:
+    """Hand a claimed message back to the queue, to be picked up at ``not_before``.
+
+    For waits too long for a Celery countdown (the next day, 08:00 Beijing time): the sweeper
+    publishes it again once it is due. Only while ``owner`` holds the lease. Locks: the row until
+    the caller commits. Does not commit.
+    """
+    return transition(
+        session,
+        message_id,
+        QUEUED,
+        from_statuses=(SENDING,),
+        owner=owner,
+        not_before=not_before,
+        reason=reason,
+    )
+
+
+def messages_to_sweep(
+    session: Session, now: datetime, queued_older_than: datetime, limit: int
+) -> list[uuid.UUID]:
+    """Ids the sweeper should publish again: at most ``limit``, in no particular order.
+
+    Those are sending messages whose lease expired (their worker died), then queued messages that
+    are due and were last touched before ``queued_older_than`` (their task was lost, or their
+    ``not_before`` has come). Publishing one twice is harmless: the claim is conditional.
+    Locks: none.
+    """
+    lost = select(SmsMessage.id).where(SmsMessage.status == SENDING, SmsMessage.lease_until < now)
+    ids = list(session.scalars(lost.limit(limit)))
+    if len(ids) >= limit:
+        return ids
+    waiting = select(SmsMessage.id).where(
+        SmsMessage.status == QUEUED,
+        or_(SmsMessage.not_before.is_(None), SmsMessage.not_before <= now),
+        SmsMessage.updated_at < queued_older_than,
+    )
+    return ids + list(session.scalars(waiting.limit(limit - len(ids))))
+
+
+def count_by_status(
+    session: Session, *, account: str | None = None, batch_id: uuid.UUID | None = None
+) -> dict[str, int]:
+    """How many messages are in each state (states with none are absent). Locks: none."""
+    statement = select(SmsMessage.status, func.count()).group_by(SmsMessage.status)
+    if account is not None:
+        statement = statement.where(SmsMessage.account == account)
+    if batch_id is not None:
+        statement = statement.where(SmsMessage.batch_id == batch_id)
+    return {status: count for status, count in session.execute(statement)}
