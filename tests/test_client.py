@@ -182,7 +182,7 @@ def test_result_code_is_classified_with_its_history(client: SmsClient, gateway: 
     assert first.outcome is Outcome.TRANSIENT
     assert first.error == "request time out of range"
     request = client.prepare_send(CN, CODE)
-    assert client.execute(request, seen_before=1).outcome is Outcome.REJECTED
+    assert client.execute(request, seen={1021: 1}).outcome is Outcome.REJECTED
 
 
 def test_missing_errmsg_falls_back_to_the_meaning(client: SmsClient, gateway: Gateway) -> None:

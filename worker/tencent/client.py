@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import secrets
 import time as clock_module
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
 from functools import partial
@@ -172,11 +172,11 @@ class SmsClient:
         body = wire.sendmultisms2_body(phones, content, sig=sig, time=now, ext=ext, extend=extend)
         return self._signed(Api.SENDMULTISMS2, body, random, now, tuple(phones))
 
-    def execute(self, request: SignedRequest, seen_before: int = 0) -> Exchange:
-        """Exactly one HTTP call. ``seen_before``: earlier attempts of this message that got the
-        same result code, which turns a capped transient code permanent (see ``codes``)."""
+    def execute(self, request: SignedRequest, seen: Mapping[int, int] | None = None) -> Exchange:
+        """Exactly one HTTP call. ``seen``: how many earlier attempts of this message got each
+        result code, which turns a capped transient code permanent (see ``codes``)."""
         started_at = datetime.now(UTC)
-        outcome, error, status, response = self._attempt(request, seen_before)
+        outcome, error, status, response = self._attempt(request, seen or {})
         return Exchange(request, outcome, status, response, error, started_at, datetime.now(UTC))
 
     def send(self, phone: Phone, content: Content, *, ext: str = "", extend: str = "") -> Exchange:
@@ -265,7 +265,7 @@ class SmsClient:
         url = f"{self._urls[api]}{random}"
         return SignedRequest(api, url, wire.encode(body), random, now, phones)
 
-    def _attempt(self, request: SignedRequest, seen_before: int) -> Attempt:
+    def _attempt(self, request: SignedRequest, seen: Mapping[int, int]) -> Attempt:
         try:
             answer = self._transport.post(request.url, request.body)
         except NetworkError as failure:
@@ -279,7 +279,7 @@ class SmsClient:
             response = _parse_send_answer(request, answer.body)
         except wire.MalformedResponse as malformed:
             return Outcome.TRANSIENT, str(malformed), status, None
-        outcome = classify_result(response.result, seen_before)
+        outcome = classify_result(response.result, seen.get(response.result, 0))
         error = (
             "" if response.result == 0 else response.errmsg or code_info(response.result).meaning
         )

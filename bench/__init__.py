@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m bench`` runs them all, in order, and prints their figures."""

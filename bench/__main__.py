@@ -1,0 +1,26 @@
+"""Run every benchmark in order: ``python -m bench`` (or ``make bench``).
+
+A benchmark is a module with a ``main() -> None`` that prints its figures; add new ones to
+``BENCHMARKS``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+
+BENCHMARKS = [
+    "bench.simulator_throughput",
+]
+
+
+def run_all() -> None:
+    for name in BENCHMARKS:
+        print(f"== {name}")
+        started = time.perf_counter()
+        importlib.import_module(name).main()
+        print(f"== {name} done in {time.perf_counter() - started:.1f} s\n")
+
+
+if __name__ == "__main__":
+    run_all()

@@ -1,0 +1,136 @@
+"""``sms-worker simulator``: run the gateway simulator in the foreground."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from worker.simulator.config import ConfigError, SimulatorConfig, load_config
+from worker.simulator.defaults import DEFAULT_SDKAPPID
+from worker.simulator.server import SimulatorServer, SimulatorServerError, run_forever
+
+BAD_INPUT = 2
+FAILURE = 1
+
+
+def _fail(message: str, code: int) -> click.exceptions.Exit:
+    click.echo(f"sms-worker simulator: {message}", err=True)
+    return click.exceptions.Exit(code)
+
+
+def _read_appkey(path: Path) -> str:
+    try:
+        appkey = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        problem = type(exc).__name__
+        raise _fail(f"cannot read the appkey file {path}: {problem}", BAD_INPUT) from None
+    if not appkey:
+        raise _fail(f"the appkey file {path} is empty", BAD_INPUT)
+    return appkey
+
+
+@click.command()
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on. Example: --host 0.0.0.0 to serve other machines.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8080,
+    show_default=True,
+    help="Port to listen on; 0 picks a free one and prints it. Example: --port 9000",
+)
+@click.option(
+    "--sdkappid",
+    envvar="SMS_SDKAPPID",
+    show_envvar=True,
+    metavar="ID",
+    help=f"SDK AppID of the (first) account. Default: {DEFAULT_SDKAPPID}. "
+    "Example: --sdkappid 1400123456",
+)
+@click.option(
+    "--appkey",
+    envvar="SMS_APPKEY",
+    show_envvar=True,
+    metavar="KEY",
+    help="AppKey that requests must be signed with. Default: the documented example key. "
+    "Prefer --appkey-file: a key on the command line shows in the process list. "
+    "Example: --appkey 5f03a35d00ee52a21327ab048186a2c4",
+)
+@click.option(
+    "--appkey-file",
+    envvar="SMS_APPKEY_FILE",
+    show_envvar=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File holding the AppKey (whitespace around it is ignored). "
+    "Example: --appkey-file secrets/sms_appkey",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="TOML file of accounts, signs, templates, limits, faults, scripts and reports; "
+    "worker/simulator/example.toml documents every key. Example: --config sim.toml",
+)
+@click.option(
+    "--callback-url",
+    metavar="URL",
+    help="Where delivery reports and replies are pushed. "
+    "Example: --callback-url http://127.0.0.1:8000/sms/callback/SECRET",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+    help="Server log level. Example: --log-level warning",
+)
+def simulator(
+    host: str,
+    port: int,
+    sdkappid: str | None,
+    appkey: str | None,
+    appkey_file: Path | None,
+    config_path: Path | None,
+    callback_url: str | None,
+    log_level: str,
+) -> None:
+    """Run a local gateway that speaks Tencent Cloud's v5 SMS protocol.
+
+    It checks signatures and content like the gateway, bills segments like the gateway, keeps a
+    handset inbox and a request log, sends delivery reports, and injects faults on demand; see
+    the control API under /_sim/ (GET /_sim/inbox, POST /_sim/script, PUT /_sim/faults, ...).
+
+    \b
+    Examples:
+      sms-worker simulator
+      sms-worker simulator --port 9000 --config sim.toml
+      SMS_APPKEY_FILE=appkey.txt sms-worker simulator --sdkappid 1400123456
+      sms-worker simulator --callback-url http://127.0.0.1:8000/sms/callback/SECRET
+    """
+    if appkey is None and appkey_file is not None:
+        appkey = _read_appkey(appkey_file)
+    try:
+        config = load_config(
+            config_path, sdkappid=sdkappid, appkey=appkey, callback_url=callback_url
+        )
+    except ConfigError as exc:
+        raise _fail(str(exc), BAD_INPUT) from None
+    try:
+        run_forever(config, host=host, port=port, log_level=log_level, on_started=_announce)
+    except SimulatorServerError as exc:
+        raise _fail(f"{exc} (is the port already in use?)", FAILURE) from None
+
+
+def _announce(server: SimulatorServer) -> None:
+    config: SimulatorConfig = server.app.config
+    accounts = ", ".join(account.sdkappid for account in config.accounts)
+    click.echo(f"sms-worker simulator: listening on {server.url} (sdkappid {accounts})")
+    click.echo(f"  gateway:  {server.url}/v5/tlssmssvr/{{api}}?sdkappid=...&random=...")
+    click.echo(f"  control:  {server.url}/_sim/inbox, /_sim/requests, /_sim/stats")
+    click.echo("  stop with Ctrl-C")
