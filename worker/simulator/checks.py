@@ -62,7 +62,8 @@ class TemplateBook:
         ]
 
     def resolve(self, request: SendRequest, *, domestic: bool) -> Content:
-        """1014 (template), then 1012 (sign), then 1036/1038/1048 (variables)."""
+        """1014 (template; 1017 first for an over-long free text), then 1012 (sign), then
+        1036/1038/1048 (variables)."""
         if request.msg is not None:
             content = self._match_text(request.msg, marketing=request.marketing, domestic=domestic)
         else:
@@ -91,6 +92,8 @@ class TemplateBook:
         return Content(template, request.params, sign, None)
 
     def _match_text(self, msg: str, *, marketing: bool, domestic: bool) -> Content:
+        # Over the limit no template can match; say what is actually wrong.
+        check_length(msg)
         sign, body = _split_sign(msg, domestic=domestic)
         candidates = sorted(
             (
