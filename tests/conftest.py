@@ -2,5 +2,7 @@
 
 pytest_plugins = [
     "tests.fixtures.databases",
+    "tests.fixtures.redis",
     "tests.fixtures.simulator",
+    "tests.fixtures.pipeline",
 ]

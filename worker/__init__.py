@@ -1,3 +1,58 @@
-"""sms-worker: a delivery worker for Tencent Cloud's v5 SMS API."""
+"""sms-worker: a delivery worker for Tencent Cloud's v5 SMS API.
+
+The producer API lives here: ``worker.enqueue(...)`` and ``worker.enqueue_many(...)`` (see
+``worker.producer``). ``celery -A worker`` finds the Celery app in ``worker.celery``. Importing
+``worker.tencent`` alone pulls in neither the database nor Celery.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from worker.producer import Enqueued, Producer
+
+__all__ = ["Enqueued", "InvalidInput", "default_producer", "enqueue", "enqueue_many"]
+
+_producer: Producer | None = None
+_lock = threading.Lock()
+
+
+def default_producer() -> Producer:
+    """The process's default producer, from the environment's configuration."""
+    global _producer
+    if _producer is None:
+        with _lock:
+            if _producer is None:
+                from worker.producer import Producer
+                from worker.runtime import runtime
+                from worker.tasks import publish_send
+
+                current = runtime()
+                _producer = Producer(current.settings, current.sessions, publish_send)
+    return _producer
+
+
+def enqueue(to: str, **options: Any) -> Enqueued:
+    """Accept one SMS for sending; see ``worker.producer.Producer.enqueue``."""
+    return default_producer().enqueue(to, **options)
+
+
+def enqueue_many(recipients: Any, **options: Any) -> list[Enqueued]:
+    """Accept the same SMS to many recipients; see ``worker.producer.Producer.enqueue_many``."""
+    return default_producer().enqueue_many(recipients, **options)
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Enqueued", "Producer"):
+        import worker.producer
+
+        return getattr(worker.producer, name)
+    if name == "InvalidInput":
+        from worker.tencent import InvalidInput
+
+        return InvalidInput
+    raise AttributeError(name)

@@ -215,10 +215,15 @@ class Settings(BaseSettings):
     def account_names(self) -> tuple[str, ...]:
         return tuple(self._accounts) if self.config is not None else (DEFAULT_ACCOUNT,)
 
+    @property
+    def default_account_name(self) -> str | None:
+        """The account used when none is named; None when SMS_CONFIG names no default."""
+        return self._default_account if self.config is not None else DEFAULT_ACCOUNT
+
     def account(self, name: str | None = None) -> Account:
         """The named account (None: the default one) with its credentials."""
         if name is None:
-            name = self._default_account if self.config is not None else DEFAULT_ACCOUNT
+            name = self.default_account_name
             if name is None:
                 raise ConfigError(
                     f"SMS_CONFIG: no default account; set default_account to one of "

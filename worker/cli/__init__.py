@@ -5,7 +5,10 @@ from __future__ import annotations
 import click
 
 from worker import __version__
+from worker.cli.accounts import accounts
 from worker.cli.demo import demo
+from worker.cli.migrate import migrate
+from worker.cli.send import send
 from worker.cli.simulator import simulator
 
 
@@ -18,8 +21,12 @@ def main() -> None:
     Examples:
       sms-worker simulator --port 8080      # a local gateway for demos and CI
       sms-worker demo                       # a short tour against the simulator
+      sms-worker send --to +8613788888888 --template 100001 --param 482913 --param 5 --wait
     """
 
 
 main.add_command(simulator)
 main.add_command(demo)
+main.add_command(migrate)
+main.add_command(send)
+main.add_command(accounts)

@@ -13,22 +13,26 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from worker.ledger.models import SmsMessage
+from worker.ledger.models import SmsAccount, SmsMessage
 from worker.ledger.status import NEXT, QUEUED, SENDING
 
 
-def _insert(session: Session) -> Any:
-    """The dialect's INSERT, which knows ON CONFLICT DO NOTHING."""
+def dialect_insert(session: Session) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT (DO NOTHING, DO UPDATE)."""
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         return postgresql.insert
     if dialect == "sqlite":
         return sqlite.insert
     raise NotImplementedError(f"the ledger supports PostgreSQL and SQLite, not {dialect}")
+
+
+# The message's account is paused (worker.ledger.accounts): its messages wait, queued.
+_ACCOUNT_PAUSED = exists().where(SmsAccount.name == SmsMessage.account, SmsAccount.paused)
 
 
 def insert_message(session: Session, **fields: Any) -> tuple[SmsMessage, bool]:
@@ -42,7 +46,7 @@ def insert_message(session: Session, **fields: Any) -> tuple[SmsMessage, bool]:
     """
     now = datetime.now(UTC)
     values = {"id": uuid.uuid4(), "created_at": now, "updated_at": now, **fields}
-    statement = _insert(session)(SmsMessage).values(values).on_conflict_do_nothing()
+    statement = dialect_insert(session)(SmsMessage).values(values).on_conflict_do_nothing()
     inserted = session.scalars(statement.returning(SmsMessage)).one_or_none()
     if inserted is not None:
         return inserted, True
@@ -68,7 +72,7 @@ def insert_messages(session: Session, rows: Sequence[Mapping[str, Any]]) -> list
     now = datetime.now(UTC)
     values = [{"id": uuid.uuid4(), "created_at": now, "updated_at": now, **row} for row in rows]
     table = SmsMessage.__table__
-    statement = _insert(session)(table).on_conflict_do_nothing().returning(table.c.id)
+    statement = dialect_insert(session)(table).on_conflict_do_nothing().returning(table.c.id)
     created = set(session.scalars(statement, values))
     return [row["id"] for row in values if row["id"] in created]
 
@@ -84,10 +88,11 @@ def claim_message(
     """Take the message for sending, or None when it is not ours to send.
 
     Claimable: ``queued`` and due (``not_before`` unset or passed), or ``sending`` with an expired
-    lease (its worker died). One conditional UPDATE sets the lease and counts the delivery in
-    ``delivery_count`` (the caller compares it with ``SMS_MAX_DELIVERIES``). None means another
-    worker holds it, it is done, or it is not due yet: ack the task and stop. Locks: the row,
-    only for this statement. Commits, so the claim is visible before any slow work starts.
+    lease (its worker died), and its account not paused. One conditional UPDATE sets the lease and
+    counts the delivery in ``delivery_count`` (the caller compares it with ``SMS_MAX_DELIVERIES``).
+    None means another worker holds it, it is done, it is not due yet, or its account is paused
+    (the sweeper publishes it again after the resume): ack the task and stop. Locks: the row, only
+    for this statement. Commits, so the claim is visible before any slow work starts.
     """
     claimable = or_(
         and_(
@@ -98,7 +103,7 @@ def claim_message(
     )
     statement = (
         update(SmsMessage)
-        .where(SmsMessage.id == message_id, claimable)
+        .where(SmsMessage.id == message_id, claimable, ~_ACCOUNT_PAUSED)
         .values(
             status=SENDING,
             lease_until=now + timedelta(seconds=lease_seconds),
@@ -155,7 +160,9 @@ def requeue(
     """Hand a claimed message back to the queue, to be picked up at ``not_before``.
 
     For waits too long for a Celery countdown (the next day, 08:00 Beijing time): the sweeper
-    publishes it again once it is due. Only while ``owner`` holds the lease. Locks: the row until
+    publishes it again once it is due. Only while ``owner`` holds the lease. A hand-back ends its
+    delivery properly, so that delivery leaves ``delivery_count``, which then counts only the
+    deliveries whose worker stopped before finishing (the poison guard). Locks: the row until
     the caller commits. Does not commit.
     """
     return transition(
@@ -166,6 +173,7 @@ def requeue(
         owner=owner,
         not_before=not_before,
         reason=reason,
+        delivery_count=SmsMessage.delivery_count - 1,
     )
 
 
@@ -176,10 +184,12 @@ def messages_to_sweep(
 
     Those are sending messages whose lease expired (their worker died), then queued messages that
     are due and were last touched before ``queued_older_than`` (their task was lost, or their
-    ``not_before`` has come). Publishing one twice is harmless: the claim is conditional.
-    Locks: none.
+    ``not_before`` has come). Messages of a paused account are left where they are until it is
+    resumed. Publishing one twice is harmless: the claim is conditional. Locks: none.
     """
-    lost = select(SmsMessage.id).where(SmsMessage.status == SENDING, SmsMessage.lease_until < now)
+    lost = select(SmsMessage.id).where(
+        SmsMessage.status == SENDING, SmsMessage.lease_until < now, ~_ACCOUNT_PAUSED
+    )
     ids = list(session.scalars(lost.limit(limit)))
     if len(ids) >= limit:
         return ids
@@ -187,8 +197,37 @@ def messages_to_sweep(
         SmsMessage.status == QUEUED,
         or_(SmsMessage.not_before.is_(None), SmsMessage.not_before <= now),
         SmsMessage.updated_at < queued_older_than,
+        ~_ACCOUNT_PAUSED,
     )
     return ids + list(session.scalars(waiting.limit(limit - len(ids))))
+
+
+def kinds_of(session: Session, ids: Collection[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """The kind of each message in ``ids`` that exists (it decides the queue). Locks: none."""
+    if not ids:
+        return {}
+    statement = select(SmsMessage.id, SmsMessage.kind).where(SmsMessage.id.in_(ids))
+    return {message_id: kind for message_id, kind in session.execute(statement)}
+
+
+def mark_republished(session: Session, ids: Collection[uuid.UUID], now: datetime) -> int:
+    """Touch ``updated_at`` of the queued messages among ``ids``; how many were touched.
+
+    The sweeper calls it for what it publishes, so a queued message counts as idle again only
+    ``idle_seconds`` later instead of being published on every tick. Messages that moved on
+    meanwhile (or were touched after ``now``) are left alone. Locks: those rows until the
+    caller commits. Does not commit.
+    """
+    if not ids:
+        return 0
+    statement = (
+        update(SmsMessage)
+        .where(SmsMessage.id.in_(ids), SmsMessage.status == QUEUED, SmsMessage.updated_at < now)
+        .values(updated_at=now)
+        .returning(SmsMessage.id)
+        .execution_options(synchronize_session=False)
+    )
+    return len(session.scalars(statement).all())
 
 
 def count_by_status(

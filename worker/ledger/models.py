@@ -1,8 +1,9 @@
 """The ledger's tables. Their names and columns are a public contract: finance queries them.
 
 ``sms_messages`` holds one row per logical SMS to one number; ``sms_attempts`` is the append-only
-audit of every HTTP attempt. See DESIGN.md 4.1. A change here needs a migration in migrations/;
-tests/test_migrations.py fails while the two disagree.
+audit of every HTTP attempt. See DESIGN.md 4.1. ``sms_accounts`` holds what the ledger knows of
+an account beyond its configuration: whether it is paused. A change here needs a migration in
+migrations/; tests/test_migrations.py fails while the two disagree.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, ClassVar
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     ForeignKey,
     Index,
@@ -108,7 +110,7 @@ class SmsMessage(Base):
     # The request of its last attempt (shared by the numbers of one group send).
     request_id: Mapped[uuid.UUID | None]
     attempt_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
-    # How many times a worker claimed it: the poison guard against endless redelivery.
+    # Claims not handed back by `requeue` (their worker stopped first): the poison guard.
     delivery_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     lease_until: Mapped[datetime | None]
     lease_owner: Mapped[str | None] = mapped_column(String(128))
@@ -146,3 +148,25 @@ class SmsAttempt(Base):
 
     def __repr__(self) -> str:
         return f"<SmsAttempt {self.id} {self.message_id} #{self.attempt_no} {self.outcome}>"
+
+
+class SmsAccount(Base):
+    """An account's pause: while ``paused``, its messages stay ``queued`` (no claim, no sweep).
+
+    A row appears with the first pause. ``paused_at``/``paused_code``/``paused_reason`` describe
+    the latest pause and ``resumed_at`` the latest resume; ``paused`` alone says which holds now.
+    """
+
+    __tablename__ = "sms_accounts"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    paused_at: Mapped[datetime | None]
+    # The gateway's result code that stopped it (1031, 1033); NULL for a pause by a person.
+    paused_code: Mapped[int | None] = mapped_column(Integer)
+    paused_reason: Mapped[str | None] = mapped_column(Text)
+    resumed_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<SmsAccount {self.name} {'paused' if self.paused else 'active'}>"

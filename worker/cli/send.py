@@ -1,0 +1,232 @@
+"""``sms-worker send``: enqueue one SMS from the shell, and optionally watch it go out.
+
+It is a producer like any other: the message row is written to the ledger and its task is
+published to the broker; a running worker sends it. ``--wait`` then follows the ledger until the
+message is out of the workers' hands.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import NoReturn
+
+import click
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from worker.config import ConfigError, load_settings
+from worker.ledger import attempts, messages
+from worker.ledger.db import make_engine, session_factory
+from worker.ledger.models import SmsMessage
+from worker.ledger.status import CLAIMABLE, DELIVERED, KINDS, NOTIFICATION, SENT
+from worker.tencent import InvalidInput
+
+BAD_INPUT = 2
+FAILURE = 1
+POLL_SECONDS = 0.2
+# A message that ends here went out; anything else that is settled did not (or may not have).
+SUCCEEDED = frozenset({SENT, DELIVERED})
+
+# The producer names fields as the API does; the user typed options.
+_OPTION_OF_FIELD = {
+    "to": "--to",
+    "mobile": "--to",
+    "nationcode": "--nationcode",
+    "template": "--template",
+    "params": "--param",
+    "text": "--text",
+    "content": "--text",
+    "kind": "--kind",
+    "account": "--account",
+    "idempotency_key": "--key",
+}
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"sms-worker send: {message}", err=True)
+    raise click.exceptions.Exit(code)
+
+
+def _option_of(field: str) -> str:
+    name, _, index = field.partition("[")
+    option = _OPTION_OF_FIELD.get(name, name)
+    # params[0] is the first --param the user gave.
+    return f"{option} #{int(index.rstrip(']')) + 1}" if index.rstrip("]").isdigit() else option
+
+
+def _first_line(error: BaseException) -> str:
+    original = getattr(error, "orig", None) or error
+    return (str(original).strip().splitlines() or [type(original).__name__])[0]
+
+
+@click.command()
+@click.option(
+    "--to",
+    "to",
+    required=True,
+    metavar="NUMBER",
+    help="The recipient: E.164 (+8613788888888), or national with --nationcode.",
+)
+@click.option("--nationcode", metavar="CODE", help="Country calling code of a national --to.")
+@click.option("--template", type=int, metavar="ID", help="An approved template's id.")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="VALUE",
+    help="A template variable; repeat it for {1}, {2}, ... in order.",
+)
+@click.option(
+    "--text",
+    metavar="TEXT",
+    help="Free text instead of a template, with its signature: 【sign】text.",
+)
+@click.option("--sign", metavar="SIGN", help="The signature, without 【】.")
+@click.option(
+    "--kind",
+    type=click.Choice(KINDS),
+    default=NOTIFICATION,
+    show_default=True,
+    help="Decides the queue, the deadline and the policy after an ambiguous answer.",
+)
+@click.option("--account", metavar="NAME", help="The account (SMS_CONFIG); default: its default.")
+@click.option(
+    "--key",
+    "idempotency_key",
+    metavar="KEY",
+    help="Idempotency key: the same key again sends nothing more.",
+)
+@click.option("--wait", is_flag=True, help="Wait until it is sent or has failed; show attempts.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long --wait waits at most.",
+)
+def send(
+    to: str,
+    nationcode: str | None,
+    template: int | None,
+    params: tuple[str, ...],
+    text: str | None,
+    sign: str | None,
+    kind: str,
+    account: str | None,
+    idempotency_key: str | None,
+    wait: bool,
+    timeout: float,
+) -> None:
+    """Enqueue one SMS; a running worker sends it (configured by SMS_* variables).
+
+    Exit status: 0 enqueued (with --wait: sent), 2 bad input or configuration, 1 failure
+    (with --wait: the message failed, expired or its fate is unknown, or time ran out).
+
+    \b
+    Examples:
+      sms-worker send --to +8613788888888 --template 100001 --param 482913 --param 5 \\
+          --sign 腾讯云 --kind verification --wait
+      sms-worker send --to 13788888888 --nationcode 86 --text "【腾讯云】您的快递已到。"
+      sms-worker send --to +8613788888888 --template 19 --param 验证码 --param 1234 \\
+          --param 4 --key order-1001-shipped      # again with the same key: nothing more
+    """
+    try:
+        settings = load_settings()
+    except ConfigError as error:
+        _fail(str(error), BAD_INPUT)
+
+    # Imported here: worker.tasks builds the module-level Celery app from the environment.
+    from worker.celery import make_app
+    from worker.producer import Producer
+    from worker.tasks import make_publisher
+
+    engine = make_engine(settings.database_url)
+    celery_app = make_app(settings)
+    try:
+        sessions = session_factory(engine)
+        producer = Producer(settings, sessions, make_publisher(celery_app))
+        try:
+            enqueued = producer.enqueue(
+                to, template=template, params=params, text=text, sign=sign, kind=kind,
+                nationcode=nationcode, account=account, idempotency_key=idempotency_key,
+            )  # fmt: skip
+        except InvalidInput as error:
+            _fail(f"{_option_of(error.field)}: {error.problem}", BAD_INPUT)
+        console = Console()
+        if enqueued.created:
+            console.print(f"{enqueued.id} {enqueued.status}")
+        else:
+            console.print(f"{enqueued.id} {enqueued.status} (already enqueued with this --key)")
+        if wait:
+            message = _wait_settled(sessions, enqueued.id, timeout)
+            console.print(_summary(message))
+            console.print(_attempts_table(sessions, message.id))
+            if message.status in CLAIMABLE:
+                _fail(f"still {message.status} after {timeout:g} s", FAILURE)
+            if message.status not in SUCCEEDED:
+                _fail(f"{message.status}: {message.reason or message.errmsg or ''}", FAILURE)
+    except SQLAlchemyError as error:
+        _fail(f"ledger: {_first_line(error)}", FAILURE)
+    finally:
+        celery_app.close()
+        engine.dispose()
+
+
+def _wait_settled(
+    sessions: sessionmaker[Session], message_id: uuid.UUID, timeout: float
+) -> SmsMessage:
+    """The message once no worker will touch it again, or as it is when ``timeout`` runs out."""
+    deadline = time.monotonic() + timeout
+    message = _read(sessions, message_id)
+    for _ in range(int(timeout / POLL_SECONDS) + 1):
+        if message.status not in CLAIMABLE or time.monotonic() >= deadline:
+            break
+        time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+        message = _read(sessions, message_id)
+    return message
+
+
+def _read(sessions: sessionmaker[Session], message_id: uuid.UUID) -> SmsMessage:
+    with sessions() as session:
+        message = messages.get_message(session, message_id)
+    if message is None:
+        raise RuntimeError(f"message {message_id} is not in the ledger")
+    return message
+
+
+def _summary(message: SmsMessage) -> Table:
+    table = Table(show_header=False, box=None)
+    for name, value in (
+        ("status", message.status),
+        ("sid", message.sid),
+        ("fee", message.fee),
+        ("result", message.result),
+        ("errmsg", message.errmsg),
+        ("reason", message.reason),
+    ):
+        table.add_row(name, "-" if value is None else str(value))
+    return table
+
+
+def _attempts_table(sessions: sessionmaker[Session], message_id: uuid.UUID) -> Table:
+    table = Table(title="Attempts", title_justify="left")
+    for column in ("#", "started", "outcome", "http", "result", "sid", "fee", "ms", "errmsg"):
+        # The sid is what people search reports and bills by: wrapped, never cut short.
+        table.add_column(column, overflow="fold", no_wrap=column not in ("sid", "errmsg"))
+    with sessions() as session:
+        rows = attempts.attempts_for(session, message_id)
+    for attempt in rows:
+        table.add_row(
+            str(attempt.attempt_no),
+            attempt.started_at.strftime("%H:%M:%S"),
+            attempt.outcome,
+            *("-" if value is None else str(value) for value in (
+                attempt.http_status, attempt.result, attempt.sid, attempt.fee,
+                attempt.latency_ms, attempt.errmsg,
+            )),
+        )  # fmt: skip
+    return table

@@ -1,0 +1,94 @@
+"""What a worker process holds for its whole life: one engine, one HTTP pool per account.
+
+Built lazily on first use and rebuilt in a forked child (prefork pool), because database
+connections and sockets must not be shared across ``fork()``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import redis
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from worker.config import Settings, load_settings
+from worker.ledger.db import make_engine, session_factory
+from worker.services.send import SendContext
+from worker.services.throttle import Throttle
+from worker.tencent import SmsClient
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    throttle: Throttle | None
+    worker: str
+    _clients: dict[str, SmsClient] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def build(cls, settings: Settings) -> Runtime:
+        engine = make_engine(settings.database_url)
+        throttle = None
+        if settings.broker_url.startswith("redis"):
+            throttle = Throttle(redis.Redis.from_url(settings.broker_url))
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=session_factory(engine),
+            throttle=throttle,
+            worker=f"{socket.gethostname()}:{os.getpid()}",
+        )
+
+    def client_for(self, account: str) -> SmsClient:
+        """One client, so one keep-alive pool, per account and process."""
+        client = self._clients.get(account)
+        if client is None:
+            with self._lock:
+                client = self._clients.get(account)
+                if client is None:
+                    settings = self.settings
+                    details = settings.account(account)
+                    client = SmsClient(
+                        details.sdkappid,
+                        details.appkey.get_secret_value(),
+                        details.gateway_url,
+                        connect_timeout=settings.connect_timeout,
+                        read_timeout=settings.read_timeout,
+                    )
+                    self._clients[account] = client
+        return client
+
+    @cached_property
+    def send_context(self) -> SendContext:
+        return SendContext(
+            sessions=self.sessions,
+            settings=self.settings,
+            client_for=self.client_for,
+            throttle=self.throttle,
+            worker=self.worker,
+        )
+
+
+_current: tuple[int, Runtime] | None = None
+_build_lock = threading.Lock()
+
+
+def runtime() -> Runtime:
+    """This process's runtime, built on first use (and again after a fork)."""
+    global _current
+    current = _current
+    if current is None or current[0] != os.getpid():
+        with _build_lock:
+            current = _current
+            if current is None or current[0] != os.getpid():
+                current = (os.getpid(), Runtime.build(load_settings()))
+                _current = current
+    return current[1]

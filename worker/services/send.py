@@ -1,0 +1,411 @@
+"""Send one message: claim it, check its deadline and the throttles, then sign, send and record.
+
+A plain function over its collaborators (``SendContext``), so it runs the same under Celery, in
+a test, or from the command line. It never raises for what the gateway or the network does: it
+returns a ``SendVerdict`` saying where the message stands and whether to publish it again later.
+
+The ledger is written ahead of every HTTP call: an ``in_flight`` attempt row is committed before
+the request leaves and finished once after it. A worker that dies in between leaves that row
+``in_flight``; the next claim of the message turns it ``ambiguous`` and applies the policy of its
+kind (DESIGN 4.4).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.orm import Session, sessionmaker
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_result,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from worker.config import Settings
+from worker.ledger import attempts, messages
+from worker.ledger.accounts import pause_account
+from worker.ledger.models import SmsMessage
+from worker.ledger.status import (
+    EXPIRED,
+    FAILED,
+    IN_FLIGHT,
+    MARKETING,
+    QUEUED,
+    SENDING,
+    SENT,
+    UNKNOWN,
+)
+from worker.services.throttle import Throttle
+from worker.services.waits import wait_for
+from worker.tencent import Content, Exchange, Phone, SmsClient, Template, Text
+from worker.tencent.codes import Outcome, code_info
+
+log = logging.getLogger(__name__)
+
+# In-task tries for transient answers: a few quick ones, then the message waits in the broker.
+IN_TASK_TRIES = 3
+IN_TASK_BUDGET_SECONDS = 10.0
+# Attempts a message may spend in all before it ends failed (each one is a gateway request).
+MAX_ATTEMPTS = 10
+# Countdowns are kept well below the broker's visibility timeout (see worker.celery); a longer
+# wait goes back to the database as `not_before` and the sweeper publishes it when due.
+MAX_COUNTDOWN_SECONDS = 300.0
+# An account slot further away than this is not slept for: the task is deferred instead.
+MAX_SLOT_SLEEP_SECONDS = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class SendContext:
+    """What ``send_message`` works with; one per worker process."""
+
+    sessions: sessionmaker[Session]
+    settings: Settings
+    client_for: Callable[[str], SmsClient]  # by account name
+    throttle: Throttle | None  # None: no shared throttling (single process tools, tests)
+    worker: str  # recorded on attempts and leases
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    sleep: Callable[[float], None] = time.sleep
+
+
+@dataclass(frozen=True, slots=True)
+class SendVerdict:
+    """Where the message stands after this run, and when to publish it again (seconds)."""
+
+    status: str | None  # None: not ours (someone else holds it, it is done, or it is not due)
+    retry_in: float | None = None
+    reason: str = ""
+
+
+NOT_OURS = SendVerdict(None)
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """What is needed to send a claimed message, read before the database session closes."""
+
+    id: uuid.UUID
+    account: str
+    kind: str
+    phone: Phone
+    content: Content
+    ext: str
+    extend: str
+    expires_at: datetime | None
+    attempts_made: int
+    seen: Mapping[int, int]  # result codes of earlier attempts
+
+    @property
+    def content_key(self) -> str:
+        """Identifies 'the same content' for the per-number policy."""
+        return hashlib.sha1(repr(self.content).encode(), usedforsecurity=False).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One try's result: the exchange, and the verdict if it settled the message."""
+
+    exchange: Exchange | None  # None: the try ended before any request was made
+    verdict: SendVerdict | None  # None: try again now
+
+
+def send_message(message_id: uuid.UUID, ctx: SendContext) -> SendVerdict:
+    """Run the steps of DESIGN 4.3 for one message."""
+    owner = f"{ctx.worker}:{secrets.token_hex(4)}"
+    now = ctx.now()
+    with ctx.sessions() as session:
+        message = messages.claim_message(
+            session, message_id, owner, ctx.settings.lease_seconds, now
+        )
+        if message is None:
+            return NOT_OURS
+        verdict, outgoing = _prepare(session, message, owner, now, ctx)
+        session.commit()
+    if verdict is not None or outgoing is None:
+        return verdict or NOT_OURS
+    return _deliver(outgoing, owner, ctx)
+
+
+def _prepare(
+    session: Session, message: SmsMessage, owner: str, now: datetime, ctx: SendContext
+) -> tuple[SendVerdict | None, Outgoing | None]:
+    """The checks before any request: poison guard, lost attempts, deadline, throttles."""
+    settings = ctx.settings
+    if message.delivery_count > settings.max_deliveries:
+        reason = f"delivered to workers {message.delivery_count} times without finishing"
+        return _end(session, message.id, owner, FAILED, reason), None
+    seen: Counter[int] = Counter()
+    if message.attempt_count:
+        lost = _settle_lost_attempts(session, message, seen, now)
+        if lost and not settings.resends_ambiguous(message.kind):
+            reason = "a worker stopped before recording the answer; not resent by policy"
+            return _end(session, message.id, owner, UNKNOWN, reason), None
+    if message.expires_at is not None and message.expires_at <= now:
+        return _end(session, message.id, owner, EXPIRED, "deadline passed before sending"), None
+    outgoing = Outgoing(
+        id=message.id,
+        account=message.account,
+        kind=message.kind,
+        phone=Phone(message.nationcode, message.mobile),
+        content=_content(message),
+        ext=message.ext or "",
+        extend=message.extend or "",
+        expires_at=message.expires_at,
+        attempts_made=message.attempt_count,
+        seen=seen,
+    )
+    if ctx.throttle is not None:
+        wait = ctx.throttle.number_wait(
+            outgoing.account, outgoing.phone.e164, outgoing.content_key, str(outgoing.id)
+        )
+        if wait > 0:
+            return _defer(session, outgoing, owner, now, wait, "per-number limit"), None
+    return None, outgoing
+
+
+def _settle_lost_attempts(
+    session: Session, message: SmsMessage, seen: Counter[int], now: datetime
+) -> bool:
+    """Turn attempts a dead worker left ``in_flight`` into ``ambiguous``; whether there were any.
+
+    Also fills ``seen`` with the result codes of the message's earlier attempts.
+    """
+    lost = False
+    for attempt in attempts.attempts_for(session, message.id):
+        if attempt.result is not None:
+            seen[attempt.result] += 1
+        if attempt.outcome == IN_FLIGHT:
+            lost = True
+            attempts.finish_attempt(
+                session,
+                attempt.id,
+                finished_at=now,
+                http_status=None,
+                result=None,
+                errmsg="worker stopped before the answer was recorded",
+                sid=None,
+                fee=None,
+                outcome=Outcome.AMBIGUOUS,
+                latency_ms=None,
+            )
+    return lost
+
+
+def _deliver(outgoing: Outgoing, owner: str, ctx: SendContext) -> SendVerdict:
+    """Tenacity tries with a fresh signature each; each try is its own attempt row."""
+    client = ctx.client_for(outgoing.account)
+    seen = Counter(outgoing.seen)
+    tries = iter(range(outgoing.attempts_made + 1, outgoing.attempts_made + IN_TASK_TRIES + 1))
+
+    def one_try() -> Step:
+        return _one_try(outgoing, owner, ctx, client, next(tries), seen)
+
+    retrying = Retrying(
+        stop=stop_after_attempt(IN_TASK_TRIES) | stop_after_delay(IN_TASK_BUDGET_SECONDS),
+        wait=wait_exponential_jitter(multiplier=0.2, max=2.0, jitter=0.2),
+        retry=retry_if_result(lambda step: step.verdict is None),
+        retry_error_callback=_last_result,
+        sleep=ctx.sleep,
+    )
+    step: Step = retrying(one_try)
+    if step.verdict is not None:
+        return step.verdict
+    # The quick tries are spent: wait in the broker, backing off, up to the deadline.
+    attempts_made = outgoing.attempts_made + IN_TASK_TRIES
+    wait = min(5.0 * 2 ** (attempts_made // IN_TASK_TRIES), MAX_COUNTDOWN_SECONDS)
+    with ctx.sessions() as session:
+        reason = step.exchange.error if step.exchange is not None else "transient"
+        verdict = _defer(session, outgoing, owner, ctx.now(), wait, reason)
+        session.commit()
+    return verdict
+
+
+def _last_result(state: RetryCallState) -> Step:
+    assert state.outcome is not None
+    step: Step = state.outcome.result()
+    return step
+
+
+def _one_try(
+    outgoing: Outgoing,
+    owner: str,
+    ctx: SendContext,
+    client: SmsClient,
+    attempt_no: int,
+    seen: Counter[int],
+) -> Step:
+    if attempt_no > MAX_ATTEMPTS:
+        return _give_up(outgoing, owner, ctx, f"no success after {MAX_ATTEMPTS} attempts")
+    slot_wait = _account_slot(outgoing.account, ctx)
+    if slot_wait:
+        with ctx.sessions() as session:
+            deferred = _defer(session, outgoing, owner, ctx.now(), slot_wait, "account rate")
+            session.commit()
+        return Step(None, deferred)
+    request = client.prepare_send(
+        outgoing.phone, outgoing.content, ext=outgoing.ext, extend=outgoing.extend
+    )
+    with ctx.sessions() as session:
+        attempt_id = attempts.begin_attempt(
+            session,
+            message_id=outgoing.id,
+            attempt_no=attempt_no,
+            request_id=uuid.uuid4(),
+            api=request.api,
+            random=request.random,
+            signed_time=request.time,
+            worker=ctx.worker,
+            started_at=ctx.now(),
+        )
+        session.commit()
+    # No connection is held while the request is in the air.
+    exchange = client.execute(request, seen)
+    answer = exchange.response
+    result = answer.result if answer is not None else None
+    if result is not None:
+        seen[result] += 1
+    with ctx.sessions() as session:
+        attempts.finish_attempt(
+            session,
+            attempt_id,
+            finished_at=exchange.finished_at,
+            http_status=exchange.http_status,
+            result=result,
+            errmsg=exchange.error or (answer.errmsg if answer is not None else None),
+            sid=getattr(answer, "sid", None) or None,
+            fee=getattr(answer, "fee", None) if exchange.outcome is Outcome.OK else None,
+            outcome=exchange.outcome,
+            latency_ms=round(exchange.latency_ms),
+        )
+        verdict = _decide(session, outgoing, owner, exchange, ctx)
+        session.commit()
+    _log_attempt(outgoing, attempt_no, exchange, verdict)
+    return Step(exchange, verdict)
+
+
+def _decide(
+    session: Session, outgoing: Outgoing, owner: str, exchange: Exchange, ctx: SendContext
+) -> SendVerdict | None:
+    """Move the message according to the outcome; None means 'try again now'."""
+    outcome = exchange.outcome
+    answer = exchange.response
+    if outcome is Outcome.OK and answer is not None:
+        (result,) = exchange.results()
+        moved = messages.transition(
+            session, outgoing.id, SENT, from_statuses=(SENDING,), owner=owner,
+            sid=result.sid, fee=result.fee, result=result.result, errmsg=result.errmsg,
+            sent_at=exchange.finished_at, reason=None,
+        )  # fmt: skip
+        return SendVerdict(SENT if moved else None)
+    if outcome is Outcome.REJECTED:
+        code = answer.result if answer is not None else None
+        info = code_info(code) if code is not None else None
+        if info is not None and info.pauses_account:
+            return _pause(session, outgoing, owner, code or 0, exchange.error, ctx)
+        return _end(
+            session, outgoing.id, owner, FAILED, exchange.error, result=code, errmsg=exchange.error
+        )
+    if outcome is Outcome.THROTTLED:
+        code = answer.result if answer is not None else None
+        wait = wait_for(code_info(code) if code is not None else None, ctx.now())
+        return _defer(session, outgoing, owner, ctx.now(), wait, exchange.error)
+    if outcome is Outcome.AMBIGUOUS and not ctx.settings.resends_ambiguous(outgoing.kind):
+        reason = f"{exchange.error}; may have been delivered, not resent by policy"
+        return _end(session, outgoing.id, owner, UNKNOWN, reason)
+    return None  # transient, network, or ambiguous with a resend policy
+
+
+def _account_slot(account: str, ctx: SendContext) -> float:
+    """Wait for the account's shared rate; the seconds still to wait if that is too long."""
+    if ctx.throttle is None:
+        return 0.0
+    rate = ctx.settings.account(account).send_rate
+    for _ in range(5):
+        wait = ctx.throttle.account_wait(account, rate)
+        if wait <= 0:
+            return 0.0
+        if wait > MAX_SLOT_SLEEP_SECONDS:
+            return wait
+        ctx.sleep(wait)
+    return MAX_SLOT_SLEEP_SECONDS
+
+
+def _defer(
+    session: Session,
+    outgoing: Outgoing,
+    owner: str,
+    now: datetime,
+    wait: float,
+    reason: str,
+) -> SendVerdict:
+    """Back to ``queued`` until ``now + wait``; published again by countdown or by the sweeper."""
+    not_before = now + timedelta(seconds=wait)
+    if outgoing.expires_at is not None and not_before >= outgoing.expires_at:
+        return _end(session, outgoing.id, owner, EXPIRED, f"{reason}; would wait past deadline")
+    if not messages.requeue(session, outgoing.id, owner, not_before, reason):
+        return NOT_OURS
+    countdown = wait if wait <= MAX_COUNTDOWN_SECONDS else None
+    return SendVerdict(QUEUED, retry_in=countdown, reason=reason)
+
+
+def _pause(
+    session: Session, outgoing: Outgoing, owner: str, code: int, reason: str, ctx: SendContext
+) -> SendVerdict:
+    """The account cannot send (1031, 1033): stop it, keep the message queued, alert."""
+    if pause_account(session, outgoing.account, code=code, reason=reason, now=ctx.now()):
+        log.error(
+            "account %s paused after result %s (%s): its messages stay queued until "
+            "`sms-worker accounts resume %s`",
+            outgoing.account, code, reason, outgoing.account,
+        )  # fmt: skip
+    messages.requeue(session, outgoing.id, owner, None, f"account paused: {reason}")
+    return SendVerdict(QUEUED, reason=f"account paused: {reason}")
+
+
+def _end(
+    session: Session,
+    message_id: uuid.UUID,
+    owner: str,
+    status: str,
+    reason: str,
+    **fields: object,
+) -> SendVerdict:
+    moved = messages.transition(
+        session, message_id, status, from_statuses=(SENDING,), owner=owner, reason=reason, **fields
+    )
+    return SendVerdict(status if moved else None, reason=reason)
+
+
+def _give_up(outgoing: Outgoing, owner: str, ctx: SendContext, reason: str) -> Step:
+    with ctx.sessions() as session:
+        verdict = _end(session, outgoing.id, owner, FAILED, reason)
+        session.commit()
+    return Step(None, verdict)
+
+
+def _content(message: SmsMessage) -> Content:
+    if message.tpl_id is not None:
+        return Template(message.tpl_id, tuple(message.params or ()), message.sign)
+    return Text(message.content or "", marketing=message.kind == MARKETING)
+
+
+def _log_attempt(
+    outgoing: Outgoing, attempt_no: int, exchange: Exchange, verdict: SendVerdict | None
+) -> None:
+    log.info(
+        "attempt %d of message %s (%s): %s %s -> %s",
+        attempt_no, outgoing.id, outgoing.account, exchange.outcome,
+        exchange.error or "OK", verdict.status if verdict else "retry",
+        extra={"message_id": str(outgoing.id), "account": outgoing.account,
+               "attempt_no": attempt_no, "outcome": str(exchange.outcome)},
+    )  # fmt: skip
