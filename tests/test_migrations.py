@@ -22,7 +22,16 @@ from worker.ledger.migrate import current, downgrade, head, upgrade
 from worker.ledger.models import Base
 
 ROOT = Path(__file__).resolve().parent.parent
-LEDGER_TABLES = {"sms_messages", "sms_attempts", "sms_accounts"}
+LEDGER_TABLES = {
+    "sms_messages",
+    "sms_attempts",
+    "sms_accounts",
+    "sms_delivery_reports",
+    "sms_replies",
+    "sms_opt_outs",
+}
+# The newest revision, written out: a new migration updates it here on purpose.
+NEWEST = "0005"
 
 
 def tables(url: str) -> set[str]:
@@ -49,7 +58,7 @@ def test_empty_to_head_to_base_to_head(empty_database_url: str) -> None:
     assert current(empty_database_url) is None
     assert tables(empty_database_url) == set()
     upgrade(empty_database_url)
-    assert current(empty_database_url) == head() == "0002"
+    assert current(empty_database_url) == head() == NEWEST
     assert tables(empty_database_url) == LEDGER_TABLES
     upgrade(empty_database_url)  # again: nothing to do
     downgrade(empty_database_url, "base")
@@ -156,26 +165,26 @@ class TestCommand:
         url = f"sqlite:///{tmp_path / 'new.db'}"
         code, out, err = self.run("--database-url", url)
         assert (code, err) == (0, "")
-        assert out == f"{url}: empty -> 0002\n"
+        assert out == f"{url}: empty -> {NEWEST}\n"
         assert tables(url) == LEDGER_TABLES
-        assert self.run("--database-url", url)[:2] == (0, f"{url}: already at 0002\n")
+        assert self.run("--database-url", url)[:2] == (0, f"{url}: already at {NEWEST}\n")
         code, out, _ = self.run("--database-url", url, "--show")
-        assert code == 0 and "at 0002, newest 0002: up to date" in out
+        assert code == 0 and f"at {NEWEST}, newest {NEWEST}: up to date" in out
 
     def test_uses_sms_database_url(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         url = f"sqlite:///{tmp_path / 'env.db'}"
         monkeypatch.setenv("SMS_DATABASE_URL", url)
         code, out, _ = self.run("--show")
-        assert code == 0 and "at nothing (empty), newest 0002" in out
+        assert code == 0 and f"at nothing (empty), newest {NEWEST}" in out
         assert self.run()[0] == 0
-        assert current(url) == "0002"
+        assert current(url) == NEWEST
 
     def test_downgrade_asks_first(self, tmp_path: Path) -> None:
         url = f"sqlite:///{tmp_path / 'down.db'}"
         upgrade(url)
         code, _, _ = self.run("--database-url", url, "--downgrade", "base", stdin="n\n")
         assert code == 1
-        assert current(url) == "0002"
+        assert current(url) == NEWEST
         code, _, _ = self.run("--database-url", url, "--downgrade", "base", "--yes")
         assert code == 0
         assert current(url) is None

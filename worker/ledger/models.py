@@ -45,7 +45,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _one_of(column: str, values: tuple[str, ...]) -> str:
+def one_of(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(value) for value in values)})"
 
 
@@ -61,8 +61,8 @@ BigId = BigInteger().with_variant(Integer, "sqlite")
 class SmsMessage(Base):
     __tablename__ = "sms_messages"
     __table_args__ = (
-        CheckConstraint(_one_of("status", MESSAGE_STATUSES), name="status"),
-        CheckConstraint(_one_of("kind", KINDS), name="kind"),
+        CheckConstraint(one_of("status", MESSAGE_STATUSES), name="status"),
+        CheckConstraint(one_of("kind", KINDS), name="kind"),
         # The sweeper: due queued messages, and sending ones whose lease ran out.
         Index("ix_sms_messages_status_not_before", "status", "not_before"),
         Index("ix_sms_messages_status_lease_until", "status", "lease_until"),
@@ -122,7 +122,7 @@ class SmsMessage(Base):
 class SmsAttempt(Base):
     __tablename__ = "sms_attempts"
     __table_args__ = (
-        CheckConstraint(_one_of("outcome", ATTEMPT_OUTCOMES), name="outcome"),
+        CheckConstraint(one_of("outcome", ATTEMPT_OUTCOMES), name="outcome"),
         Index("uq_sms_attempts_message_id_attempt_no", "message_id", "attempt_no", unique=True),
         # Finance counts by outcome and period; the janitor looks for old in_flight rows.
         Index("ix_sms_attempts_outcome_started_at", "outcome", "started_at"),
