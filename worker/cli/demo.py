@@ -86,11 +86,12 @@ def _environment(folder: Path, gateway_url: str, console: Console) -> dict[str, 
         console.print(f"[bold]Broker[/]   {broker}")
     except (redis.RedisError, ValueError):
         (folder / "broker").mkdir()
-        broker = f"filesystem://{folder / 'broker'}"
+        fallback = f"filesystem://{folder / 'broker'}"
         console.print(
-            "[bold]Broker[/]   Redis did not answer on localhost; using kombu's filesystem "
+            f"[bold]Broker[/]   Redis did not answer at {broker}; using kombu's filesystem "
             f"transport in {folder / 'broker'}"
         )
+        broker = fallback
     overrides = {
         "SMS_DATABASE_URL": f"sqlite:///{folder / 'sms-ledger.db'}",
         "SMS_BROKER_URL": broker,
