@@ -29,7 +29,12 @@ def transport_options(broker_url: str) -> dict[str, Any]:
     if scheme == "filesystem":
         # filesystem:///some/folder keeps its messages in that folder (used by the demo).
         folder = urlsplit(broker_url).path or "."
-        return {"data_folder_in": folder, "data_folder_out": folder, "store_processed": False}
+        return {
+            "data_folder_in": folder,
+            "data_folder_out": folder,
+            "control_folder": f"{folder.rstrip('/')}/control",
+            "store_processed": False,
+        }
     if scheme.startswith("redis"):
         return {
             "visibility_timeout": VISIBILITY_TIMEOUT_SECONDS,
