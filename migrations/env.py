@@ -10,7 +10,9 @@ from alembic import context
 from sqlalchemy import Connection, text
 
 from worker.config import load_settings
+from worker.ledger import batch_models  # noqa: F401 - registers its tables on Base
 from worker.ledger import report_models  # noqa: F401 - registers its tables on Base
+from worker.ledger import usage_models  # noqa: F401 - registers its tables on Base
 from worker.ledger.db import make_migration_engine
 from worker.ledger.models import Base
 

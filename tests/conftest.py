@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.redis",
     "tests.fixtures.simulator",
     "tests.fixtures.pipeline",
+    "tests.fixtures.receiver",
 ]

@@ -302,7 +302,7 @@ def test_messages_to_sweep(ledger_session: Session) -> None:
 def test_count_by_status_filters(ledger_session: Session) -> None:
     batch = uuid.uuid4()
     first = add(ledger_session, batch_id=batch, kind=status.MARKETING)
-    add(ledger_session, batch_id=batch, kind=status.MARKETING)
+    add(ledger_session, batch_id=batch, kind=status.MARKETING, mobile="13788888889")
     add(ledger_session, account="shop")
     messages.transition(ledger_session, first.id, status.SUPPRESSED, from_statuses={status.QUEUED})
     ledger_session.commit()

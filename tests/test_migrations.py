@@ -29,6 +29,10 @@ LEDGER_TABLES = {
     "sms_delivery_reports",
     "sms_replies",
     "sms_opt_outs",
+    "sms_batches",
+    "sms_batch_rejections",
+    "sms_daily_usage",
+    "sms_prices",
 }
 # The newest revision, written out: a new migration updates it here on purpose.
 NEWEST = "0005"

@@ -12,9 +12,10 @@ commands that never talk to the gateway (``sms-worker migrate``) run without the
 from __future__ import annotations
 
 import math
+import time
 import tomllib
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Self
 from urllib.parse import urlsplit
@@ -68,6 +69,16 @@ def _positive_whole_number(value: Any) -> int:
     if number != int(number):
         raise ValueError("must be a positive whole number")
     return int(number)
+
+
+def _finite_number(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError("must be a number of seconds") from None
+    if not math.isfinite(number):
+        raise ValueError("must be a number of seconds")
+    return number
 
 
 def _http_url(value: Any) -> str:
@@ -134,6 +145,7 @@ _QUOTABLE = frozenset(
         "resend_ambiguous",
         "connect_timeout",
         "read_timeout",
+        "clock_offset_seconds",
     }
 )
 
@@ -189,6 +201,11 @@ class Settings(BaseSettings):
     resend_ambiguous: Kinds = frozenset({VERIFICATION, NOTIFICATION})
     connect_timeout: PositiveNumber = 3.05
     read_timeout: PositiveNumber = 10.0
+    # SMS_RECEIVER_TOKEN: the secret path segment of the callback receiver's URLs.
+    receiver_token: SecretStr | None = None
+    # Simulated time, for demos and tests against the simulator: the worker acts as if its clock
+    # read this many seconds later (quiet hours, deadlines, the signed `time`). 0 in production.
+    clock_offset_seconds: Annotated[float, BeforeValidator(_finite_number)] = 0.0
 
     _appkey: SecretStr | None = PrivateAttr(default=None)
     _accounts: dict[str, Account] = PrivateAttr(default_factory=dict)
@@ -240,6 +257,14 @@ class Settings(BaseSettings):
                 f"SMS_APPKEY: not set (nor SMS_APPKEY_FILE); account {name!r} needs it"
             )
         return Account(name, self.sdkappid, self._appkey, self.gateway_url, self.send_rate)
+
+    def now(self) -> datetime:
+        """The worker's now: aware UTC, shifted by ``SMS_CLOCK_OFFSET_SECONDS``."""
+        return datetime.now(UTC) + timedelta(seconds=self.clock_offset_seconds)
+
+    def unix_time(self) -> float:
+        """Unix seconds on the same shifted clock (what a request is signed with)."""
+        return time.time() + self.clock_offset_seconds
 
     def ttl(self, kind: str) -> timedelta:
         """How long after enqueue a message of ``kind`` is still worth sending."""

@@ -138,20 +138,29 @@ class Producer:
         fields: dict[str, Any],
         countdown: float | None,
     ) -> list[Enqueued]:
+        rows = [
+            {
+                "id": uuid.uuid4(),
+                "idempotency_key": key,
+                "nationcode": phone.nationcode,
+                "mobile": phone.mobile,
+                **fields,
+            }
+            for phone, key in zip(phones, keys, strict=True)
+        ]
+        # One statement for all the rows; a row whose key was used before is looked up after.
+        inserted = set(messages.insert_messages(session, rows))
         results: list[Enqueued] = []
         pending = _pending_for(session, self.publish)
-        for phone, key in zip(phones, keys, strict=True):
-            row, created = messages.insert_message(
-                session,
-                id=uuid.uuid4(),
-                idempotency_key=key,
-                nationcode=phone.nationcode,
-                mobile=phone.mobile,
-                **fields,
-            )
-            results.append(Enqueued(row.id, created, row.status))
+        for row in rows:
+            if row["id"] in inserted:
+                message_id, created, status = row["id"], True, row["status"]
+            else:
+                message, created = messages.insert_message(session, **row)
+                message_id, status = message.id, message.status
+            results.append(Enqueued(message_id, created, status))
             if created and countdown != SWEEPER_PUBLISHES:
-                pending.append(_Pending(row.id, fields["kind"], countdown))
+                pending.append(_Pending(message_id, fields["kind"], countdown))
         return results
 
     def _validated_fields(

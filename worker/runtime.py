@@ -62,6 +62,7 @@ class Runtime:
                         details.gateway_url,
                         connect_timeout=settings.connect_timeout,
                         read_timeout=settings.read_timeout,
+                        clock=settings.unix_time,
                     )
                     self._clients[account] = client
         return client
@@ -74,6 +75,7 @@ class Runtime:
             client_for=self.client_for,
             throttle=self.throttle,
             worker=self.worker,
+            now=self.settings.now,
         )
 
 

@@ -6,8 +6,12 @@ import click
 
 from worker import __version__
 from worker.cli.accounts import accounts
+from worker.cli.batch import batch
 from worker.cli.demo import demo
+from worker.cli.ledger import ledger
 from worker.cli.migrate import migrate
+from worker.cli.optout import optout
+from worker.cli.receiver import receiver
 from worker.cli.send import send
 from worker.cli.simulator import simulator
 
@@ -30,3 +34,7 @@ main.add_command(demo)
 main.add_command(migrate)
 main.add_command(send)
 main.add_command(accounts)
+main.add_command(ledger)
+main.add_command(receiver)
+main.add_command(batch)
+main.add_command(optout)

@@ -10,12 +10,31 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from worker.ledger.models import SmsAttempt, SmsMessage
 from worker.ledger.status import IN_FLIGHT
+
+# The statements of every send are built once, with bound parameters: building and caching a
+# statement costs more than running it.
+_ATTEMPTS = cast(Table, SmsAttempt.__table__)
+_MESSAGES = cast(Table, SmsMessage.__table__)
+_BEGIN = insert(_ATTEMPTS).returning(_ATTEMPTS.c.id, _ATTEMPTS.c.message_id, _ATTEMPTS.c.attempt_no)
+_COUNT_ATTEMPT = (
+    update(_MESSAGES)
+    .where(_MESSAGES.c.id.in_(bindparam("message_ids", expanding=True)))
+    .values(attempt_count=_MESSAGES.c.attempt_count + 1, request_id=bindparam("request"))
+)
+_ANSWER = ("finished_at", "http_status", "result", "errmsg", "sid", "fee", "outcome", "latency_ms")
+_FINISH = (
+    update(_ATTEMPTS)
+    .where(_ATTEMPTS.c.id == bindparam("attempt_id"), _ATTEMPTS.c.outcome == IN_FLIGHT)
+    .values({name: bindparam(f"new_{name}") for name in _ANSWER})
+    .returning(_ATTEMPTS.c.id)
+)
 
 
 def begin_attempt(
@@ -82,16 +101,9 @@ def begin_attempts(
         }
         for message_id, attempt_no in attempts
     ]
-    statement = insert(SmsAttempt).returning(
-        SmsAttempt.id, SmsAttempt.message_id, SmsAttempt.attempt_no
-    )
-    ids = {(message_id, no): id_ for id_, message_id, no in session.execute(statement, rows)}
-    session.execute(
-        update(SmsMessage)
-        .where(SmsMessage.id.in_([message_id for message_id, _ in attempts]))
-        .values(attempt_count=SmsMessage.attempt_count + 1, request_id=request_id)
-        .execution_options(synchronize_session=False)
-    )
+    ids = {(message_id, no): id_ for id_, message_id, no in session.execute(_BEGIN, rows)}
+    counted = {"message_ids": [message_id for message_id, _ in attempts], "request": request_id}
+    session.execute(_COUNT_ATTEMPT, counted)
     return [ids[key] for key in attempts]
 
 
@@ -116,22 +128,18 @@ def finish_attempt(
     """
     if outcome == IN_FLIGHT:
         raise ValueError("an attempt is finished with its outcome, not in_flight")
-    statement = (
-        update(SmsAttempt)
-        .where(SmsAttempt.id == attempt_id, SmsAttempt.outcome == IN_FLIGHT)
-        .values(
-            finished_at=finished_at,
-            http_status=http_status,
-            result=result,
-            errmsg=errmsg,
-            sid=sid,
-            fee=fee,
-            outcome=outcome,
-            latency_ms=latency_ms,
-        )
-        .returning(SmsAttempt.id)
-    )
-    return session.scalars(statement).one_or_none() is not None
+    answer = {
+        "attempt_id": attempt_id,
+        "new_finished_at": finished_at,
+        "new_http_status": http_status,
+        "new_result": result,
+        "new_errmsg": errmsg,
+        "new_sid": sid,
+        "new_fee": fee,
+        "new_outcome": outcome,
+        "new_latency_ms": latency_ms,
+    }
+    return session.execute(_FINISH, answer).one_or_none() is not None
 
 
 def attempts_for(session: Session, message_id: uuid.UUID) -> list[SmsAttempt]:

@@ -11,11 +11,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from functools import lru_cache
+from typing import Any, cast
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import Table, Update, and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ClauseElement
 
 from worker.ledger.models import SmsAccount, SmsMessage
 from worker.ledger.status import NEXT, QUEUED, SENDING
@@ -33,13 +35,40 @@ def dialect_insert(session: Session) -> Any:
 
 # The message's account is paused (worker.ledger.accounts): its messages wait, queued.
 _ACCOUNT_PAUSED = exists().where(SmsAccount.name == SmsMessage.account, SmsAccount.paused)
+_MESSAGES = cast(Table, SmsMessage.__table__)
+
+# The statements of every send are built once, with bound parameters: building and caching a
+# statement costs more than running it. This one is claim_message's.
+_CLAIM = (
+    update(_MESSAGES)
+    .where(
+        _MESSAGES.c.id == bindparam("message_id"),
+        or_(
+            and_(
+                _MESSAGES.c.status == QUEUED,
+                or_(_MESSAGES.c.not_before.is_(None), _MESSAGES.c.not_before <= bindparam("now")),
+            ),
+            and_(_MESSAGES.c.status == SENDING, _MESSAGES.c.lease_until < bindparam("now")),
+        ),
+        ~_ACCOUNT_PAUSED,
+    )
+    .values(
+        status=SENDING,
+        lease_until=bindparam("lease_ends"),
+        lease_owner=bindparam("owner"),
+        delivery_count=_MESSAGES.c.delivery_count + 1,
+        updated_at=bindparam("now"),
+    )
+    .returning(*_MESSAGES.c)
+)
 
 
 def insert_message(session: Session, **fields: Any) -> tuple[SmsMessage, bool]:
     """Insert one message; ``(message, True)`` if new, ``(existing, False)`` if already there.
 
     "Already there" means the account has used this ``idempotency_key`` before (or the ``id`` is
-    taken), so a producer retrying a request gets the first message back instead of a second SMS.
+    taken, or the number is in the ``batch_id`` already), so a producer retrying a request gets
+    the first message back instead of a second SMS.
     Race-safe: INSERT .. ON CONFLICT DO NOTHING, then a SELECT; a concurrent insert of the same
     key waits on the unique index until the first transaction ends. Locks: the new row (SQLite:
     the database) until the caller commits. Does not commit.
@@ -54,6 +83,12 @@ def insert_message(session: Session, **fields: Any) -> tuple[SmsMessage, bool]:
         existing = select(SmsMessage).where(
             SmsMessage.account == values["account"],
             SmsMessage.idempotency_key == values["idempotency_key"],
+        )
+    elif values.get("batch_id") is not None:
+        existing = select(SmsMessage).where(
+            SmsMessage.batch_id == values["batch_id"],
+            SmsMessage.nationcode == values["nationcode"],
+            SmsMessage.mobile == values["mobile"],
         )
     else:
         existing = select(SmsMessage).where(SmsMessage.id == values["id"])
@@ -92,31 +127,19 @@ def claim_message(
     counts the delivery in ``delivery_count`` (the caller compares it with ``SMS_MAX_DELIVERIES``).
     None means another worker holds it, it is done, it is not due yet, or its account is paused
     (the sweeper publishes it again after the resume): ack the task and stop. Locks: the row, only
-    for this statement. Commits, so the claim is visible before any slow work starts.
+    for this statement. Commits, so the claim is visible before any slow work starts. The message
+    comes back as a snapshot of the claimed row, outside the session (loading it into the session
+    would cost more than the UPDATE).
     """
-    claimable = or_(
-        and_(
-            SmsMessage.status == QUEUED,
-            or_(SmsMessage.not_before.is_(None), SmsMessage.not_before <= now),
-        ),
-        and_(SmsMessage.status == SENDING, SmsMessage.lease_until < now),
-    )
-    statement = (
-        update(SmsMessage)
-        .where(SmsMessage.id == message_id, claimable, ~_ACCOUNT_PAUSED)
-        .values(
-            status=SENDING,
-            lease_until=now + timedelta(seconds=lease_seconds),
-            lease_owner=owner,
-            delivery_count=SmsMessage.delivery_count + 1,
-            updated_at=now,
-        )
-        .returning(SmsMessage)
-        .execution_options(populate_existing=True)
-    )
-    claimed = session.scalars(statement).one_or_none()
+    params = {
+        "message_id": message_id,
+        "owner": owner,
+        "now": now,
+        "lease_ends": now + timedelta(seconds=lease_seconds),
+    }
+    claimed = session.execute(_CLAIM, params).one_or_none()
     session.commit()
-    return claimed
+    return SmsMessage(**claimed._mapping) if claimed is not None else None
 
 
 def transition(
@@ -143,11 +166,28 @@ def transition(
     values: dict[str, Any] = {"status": to_status, "updated_at": datetime.now(UTC), **fields}
     if to_status != SENDING:
         values.update(lease_until=None, lease_owner=None)
-    conditions = [SmsMessage.id == message_id, SmsMessage.status.in_(from_statuses)]
-    if owner is not None:
-        conditions.append(SmsMessage.lease_owner == owner)
-    statement = update(SmsMessage).where(*conditions).values(values).returning(SmsMessage.id)
-    return session.scalars(statement).one_or_none() is not None
+    computed = {name: value for name, value in values.items() if isinstance(value, ClauseElement)}
+    plain = {name: value for name, value in values.items() if name not in computed}
+    statement = _transition_statement(tuple(plain), by_owner=owner is not None)
+    if computed:
+        statement = statement.values(computed)
+    params = {f"new_{name}": value for name, value in plain.items()}
+    params.update(message_id=message_id, from_statuses=list(from_statuses), owner=owner)
+    return session.execute(statement, params).one_or_none() is not None
+
+
+@lru_cache(maxsize=64)
+def _transition_statement(columns: tuple[str, ...], *, by_owner: bool) -> Update:
+    """The UPDATE of ``transition`` setting ``columns``, built once per set of columns."""
+    table = _MESSAGES.c
+    conditions = [
+        table.id == bindparam("message_id"),
+        table.status.in_(bindparam("from_statuses", expanding=True)),
+    ]
+    if by_owner:
+        conditions.append(table.lease_owner == bindparam("owner"))
+    values: dict[str, Any] = {name: bindparam(f"new_{name}") for name in columns}
+    return update(_MESSAGES).where(*conditions).values(values).returning(table.id)
 
 
 def requeue(
@@ -185,10 +225,15 @@ def messages_to_sweep(
     Those are sending messages whose lease expired (their worker died), then queued messages that
     are due and were last touched before ``queued_older_than`` (their task was lost, or their
     ``not_before`` has come). Messages of a paused account are left where they are until it is
-    resumed. Publishing one twice is harmless: the claim is conditional. Locks: none.
+    resumed. Messages of a batch are left to the batch dispatcher, which sends them in groups
+    (worker.services.batches). Publishing one twice is harmless: the claim is conditional.
+    Locks: none.
     """
     lost = select(SmsMessage.id).where(
-        SmsMessage.status == SENDING, SmsMessage.lease_until < now, ~_ACCOUNT_PAUSED
+        SmsMessage.status == SENDING,
+        SmsMessage.lease_until < now,
+        SmsMessage.batch_id.is_(None),
+        ~_ACCOUNT_PAUSED,
     )
     ids = list(session.scalars(lost.limit(limit)))
     if len(ids) >= limit:
@@ -197,6 +242,7 @@ def messages_to_sweep(
         SmsMessage.status == QUEUED,
         or_(SmsMessage.not_before.is_(None), SmsMessage.not_before <= now),
         SmsMessage.updated_at < queued_older_than,
+        SmsMessage.batch_id.is_(None),
         ~_ACCOUNT_PAUSED,
     )
     return ids + list(session.scalars(waiting.limit(limit - len(ids))))

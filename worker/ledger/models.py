@@ -68,6 +68,18 @@ class SmsMessage(Base):
         Index("ix_sms_messages_status_lease_until", "status", "lease_until"),
         # Finance: per account and period.
         Index("ix_sms_messages_account_created_at", "account", "created_at"),
+        # Batches: a number appears once per batch, and the dispatcher takes queued messages of
+        # a batch grouped by identical params (worker.ledger.batches).
+        Index(
+            "uq_sms_messages_batch_id_number",
+            "batch_id",
+            "nationcode",
+            "mobile",
+            unique=True,
+            postgresql_where=text("batch_id IS NOT NULL"),
+            sqlite_where=text("batch_id IS NOT NULL"),
+        ),
+        Index("ix_sms_messages_batch_queue", "batch_id", "status", "params_key", "nationcode"),
         # NULL keys never collide on either dialect; the WHERE keeps the index to keyed rows.
         Index(
             "uq_sms_messages_account_idempotency_key",
@@ -95,6 +107,8 @@ class SmsMessage(Base):
     extend: Mapped[str | None] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16), default=QUEUED, server_default=QUEUED)
     batch_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
+    # Equal for the messages of a batch whose params are equal: they may share a group send.
+    params_key: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     not_before: Mapped[datetime | None]

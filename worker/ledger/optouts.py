@@ -54,3 +54,9 @@ def opted_out(session: Session, numbers: Iterable[tuple[str, str]]) -> set[tuple
 
 def is_opted_out(session: Session, nationcode: str, mobile: str) -> bool:
     return bool(opted_out(session, [(nationcode, mobile)]))
+
+
+def list_opt_outs(session: Session, *, limit: int | None = None) -> list[SmsOptOut]:
+    """The opted-out numbers, newest first. Locks: none."""
+    statement = select(SmsOptOut).order_by(SmsOptOut.created_at.desc()).limit(limit)
+    return list(session.scalars(statement))

@@ -39,7 +39,7 @@ MESSAGE_STATUSES = (
 CLAIMABLE = frozenset({QUEUED, SENDING})
 # Out of our hands: a delivery report (or pullstatus) may still move these.
 AWAITING_REPORT = frozenset({SENT, UNKNOWN})
-# Nothing moves these any more.
+# Nothing moves these any more (but a late SUCCESS report, see NEXT[UNDELIVERED]).
 FINAL = frozenset({DELIVERED, UNDELIVERED, FAILED, EXPIRED, CANCELLED, SUPPRESSED})
 # The gateway accepted the request, so it billed the segments in `fee`. UNKNOWN is not here: whether
 # it was billed is exactly what is unknown, and reconciliation counts it separately.
@@ -53,7 +53,10 @@ NEXT: Mapping[str, frozenset[str]] = {
     SENT: frozenset({DELIVERED, UNDELIVERED}),
     UNKNOWN: frozenset({SENT, DELIVERED, UNDELIVERED}),
     DELIVERED: frozenset(),
-    UNDELIVERED: frozenset(),
+    # A SUCCESS report after a FAIL wins: the operator may have retried on its own, and the
+    # handset has the message. Never the other way round: nothing undoes a delivery. So the
+    # final state does not depend on the order reports arrive in.
+    UNDELIVERED: frozenset({DELIVERED}),
     FAILED: frozenset(),
     EXPIRED: frozenset(),
     CANCELLED: frozenset(),

@@ -23,19 +23,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_result,
-    stop_after_attempt,
-    stop_after_delay,
-    wait_exponential_jitter,
-)
+from tenacity import retry_if_result
 
 from worker.config import Settings
 from worker.ledger import attempts, messages
 from worker.ledger.accounts import pause_account
 from worker.ledger.models import SmsMessage
+from worker.ledger.optouts import is_opted_out
 from worker.ledger.status import (
     EXPIRED,
     FAILED,
@@ -44,25 +38,28 @@ from worker.ledger.status import (
     QUEUED,
     SENDING,
     SENT,
+    SUPPRESSED,
     UNKNOWN,
 )
+from worker.services.reports import match_sent
 from worker.services.throttle import Throttle
+from worker.services.tries import (
+    IN_TASK_TRIES,
+    MAX_COUNTDOWN_SECONDS,
+    backoff_after_tries,
+    quick_tries,
+)
 from worker.services.waits import wait_for
 from worker.tencent import Content, Exchange, Phone, SmsClient, Template, Text
 from worker.tencent.codes import Outcome, code_info
 
 log = logging.getLogger(__name__)
 
-# In-task tries for transient answers: a few quick ones, then the message waits in the broker.
-IN_TASK_TRIES = 3
-IN_TASK_BUDGET_SECONDS = 10.0
 # Attempts a message may spend in all before it ends failed (each one is a gateway request).
 MAX_ATTEMPTS = 10
-# Countdowns are kept well below the broker's visibility timeout (see worker.celery); a longer
-# wait goes back to the database as `not_before` and the sweeper publishes it when due.
-MAX_COUNTDOWN_SECONDS = 300.0
 # An account slot further away than this is not slept for: the task is deferred instead.
 MAX_SLOT_SLEEP_SECONDS = 1.0
+OPTED_OUT_REASON = "the number opted out of marketing"
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,18 +143,20 @@ def _prepare(
         return _end(session, message.id, owner, FAILED, reason), None
     seen: Counter[int] = Counter()
     if message.attempt_count:
-        lost = _settle_lost_attempts(session, message, seen, now)
+        lost = settle_lost_attempts(session, message.id, seen, now)
         if lost and not settings.resends_ambiguous(message.kind):
             reason = "a worker stopped before recording the answer; not resent by policy"
             return _end(session, message.id, owner, UNKNOWN, reason), None
     if message.expires_at is not None and message.expires_at <= now:
         return _end(session, message.id, owner, EXPIRED, "deadline passed before sending"), None
+    if message.kind == MARKETING and is_opted_out(session, message.nationcode, message.mobile):
+        return _end(session, message.id, owner, SUPPRESSED, OPTED_OUT_REASON), None
     outgoing = Outgoing(
         id=message.id,
         account=message.account,
         kind=message.kind,
         phone=Phone(message.nationcode, message.mobile),
-        content=_content(message),
+        content=content_of(message),
         ext=message.ext or "",
         extend=message.extend or "",
         expires_at=message.expires_at,
@@ -173,15 +172,15 @@ def _prepare(
     return None, outgoing
 
 
-def _settle_lost_attempts(
-    session: Session, message: SmsMessage, seen: Counter[int], now: datetime
+def settle_lost_attempts(
+    session: Session, message_id: uuid.UUID, seen: Counter[int], now: datetime
 ) -> bool:
     """Turn attempts a dead worker left ``in_flight`` into ``ambiguous``; whether there were any.
 
     Also fills ``seen`` with the result codes of the message's earlier attempts.
     """
     lost = False
-    for attempt in attempts.attempts_for(session, message.id):
+    for attempt in attempts.attempts_for(session, message_id):
         if attempt.result is not None:
             seen[attempt.result] += 1
         if attempt.outcome == IN_FLIGHT:
@@ -210,30 +209,17 @@ def _deliver(outgoing: Outgoing, owner: str, ctx: SendContext) -> SendVerdict:
     def one_try() -> Step:
         return _one_try(outgoing, owner, ctx, client, next(tries), seen)
 
-    retrying = Retrying(
-        stop=stop_after_attempt(IN_TASK_TRIES) | stop_after_delay(IN_TASK_BUDGET_SECONDS),
-        wait=wait_exponential_jitter(multiplier=0.2, max=2.0, jitter=0.2),
-        retry=retry_if_result(lambda step: step.verdict is None),
-        retry_error_callback=_last_result,
-        sleep=ctx.sleep,
-    )
+    retrying = quick_tries(ctx.sleep, retry_if_result(lambda step: step.verdict is None))
     step: Step = retrying(one_try)
     if step.verdict is not None:
         return step.verdict
     # The quick tries are spent: wait in the broker, backing off, up to the deadline.
-    attempts_made = outgoing.attempts_made + IN_TASK_TRIES
-    wait = min(5.0 * 2 ** (attempts_made // IN_TASK_TRIES), MAX_COUNTDOWN_SECONDS)
+    wait = backoff_after_tries(outgoing.attempts_made + IN_TASK_TRIES)
     with ctx.sessions() as session:
         reason = step.exchange.error if step.exchange is not None else "transient"
         verdict = _defer(session, outgoing, owner, ctx.now(), wait, reason)
         session.commit()
     return verdict
-
-
-def _last_result(state: RetryCallState) -> Step:
-    assert state.outcome is not None
-    step: Step = state.outcome.result()
-    return step
 
 
 def _one_try(
@@ -306,6 +292,8 @@ def _decide(
             sid=result.sid, fee=result.fee, result=result.result, errmsg=result.errmsg,
             sent_at=exchange.finished_at, reason=None,
         )  # fmt: skip
+        if moved:  # a delivery report may have overtaken this answer
+            match_sent(session, outgoing.id, result.sid)
         return SendVerdict(SENT if moved else None)
     if outcome is Outcome.REJECTED:
         code = answer.result if answer is not None else None
@@ -362,14 +350,19 @@ def _pause(
     session: Session, outgoing: Outgoing, owner: str, code: int, reason: str, ctx: SendContext
 ) -> SendVerdict:
     """The account cannot send (1031, 1033): stop it, keep the message queued, alert."""
-    if pause_account(session, outgoing.account, code=code, reason=reason, now=ctx.now()):
+    stop_account(session, outgoing.account, code, reason, ctx.now())
+    messages.requeue(session, outgoing.id, owner, None, f"account paused: {reason}")
+    return SendVerdict(QUEUED, reason=f"account paused: {reason}")
+
+
+def stop_account(session: Session, account: str, code: int, reason: str, now: datetime) -> None:
+    """Pause ``account`` after ``code`` and alert, once however many workers saw the code."""
+    if pause_account(session, account, code=code, reason=reason, now=now):
         log.error(
             "account %s paused after result %s (%s): its messages stay queued until "
             "`sms-worker accounts resume %s`",
-            outgoing.account, code, reason, outgoing.account,
+            account, code, reason, account,
         )  # fmt: skip
-    messages.requeue(session, outgoing.id, owner, None, f"account paused: {reason}")
-    return SendVerdict(QUEUED, reason=f"account paused: {reason}")
 
 
 def _end(
@@ -393,7 +386,8 @@ def _give_up(outgoing: Outgoing, owner: str, ctx: SendContext, reason: str) -> S
     return Step(None, verdict)
 
 
-def _content(message: SmsMessage) -> Content:
+def content_of(message: SmsMessage) -> Content:
+    """What the message sends: its template and params, or its free text."""
     if message.tpl_id is not None:
         return Template(message.tpl_id, tuple(message.params or ()), message.sign)
     return Text(message.content or "", marketing=message.kind == MARKETING)

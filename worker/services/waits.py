@@ -22,6 +22,11 @@ def seconds_until_beijing_hour(now: datetime, hour: int) -> float:
     return (target - local).total_seconds()
 
 
+def within_marketing_hours(now: datetime) -> bool:
+    """Whether marketing may go out at ``now`` (aware): 08:00 to 22:00 Beijing time."""
+    return MARKETING_OPENS <= now.astimezone(BEIJING).hour < MARKETING_CLOSES
+
+
 def wait_for(info: CodeInfo | None, now: datetime) -> float:
     """Seconds to wait after a throttled answer described by ``info`` (None: an HTTP 429)."""
     if info is None or info.wait is None:

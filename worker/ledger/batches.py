@@ -1,0 +1,391 @@
+"""Queries on ``sms_batches``, ``sms_batch_rejections`` and the messages of a batch.
+
+Every change of a batch's or a message's state is one conditional UPDATE, so a second beat, a
+late chunk task or a repeated command finds nothing left to do. The dispatcher holds a batch by a
+lease (``lease_owner``/``lease_until``) for one tick; a chunk of messages is held by the message
+lease columns, with the chunk's own owner string. Nothing here commits unless it says so.
+
+On SQLite a transaction that will write should start with its write: a read first and a write
+after another connection committed fails with "database is locked" instead of waiting.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import String, and_, case, cast, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from worker.ledger.batch_models import (
+    CANCELLED,
+    DISPATCHABLE,
+    DONE,
+    IMPORTING,
+    PAUSED,
+    SCHEDULED,
+    SmsBatch,
+)
+from worker.ledger.batch_models import SENDING as BATCH_SENDING
+from worker.ledger.models import SmsMessage
+from worker.ledger.status import CANCELLED as MESSAGE_CANCELLED
+from worker.ledger.status import CLAIMABLE, EXPIRED, NEXT, QUEUED, SENDING
+
+# --- batches ---------------------------------------------------------------------------------
+
+
+def insert_batch(session: Session, **fields: Any) -> SmsBatch:
+    """A new batch (``importing`` unless ``status`` says otherwise). Does not commit."""
+    batch = SmsBatch(**{"status": IMPORTING, **fields})
+    session.add(batch)
+    session.flush()
+    return batch
+
+
+def get_batch(session: Session, batch_id: uuid.UUID) -> SmsBatch | None:
+    """The batch, read afresh. Locks: none."""
+    return session.get(SmsBatch, batch_id, populate_existing=True)
+
+
+def batches_by_prefix(session: Session, prefix: str, limit: int = 2) -> list[SmsBatch]:
+    """Batches whose id starts with ``prefix`` (hex digits and dashes), at most ``limit``."""
+    text = prefix.strip().lower()
+    try:
+        return [b for b in [get_batch(session, uuid.UUID(text))] if b is not None]
+    except ValueError:
+        pass
+    # UUIDs are stored natively on PostgreSQL and as 32 hex digits on SQLite.
+    hex_prefix = text.replace("-", "")
+    if not hex_prefix or any(char not in "0123456789abcdef" for char in hex_prefix):
+        return []
+    column = func.replace(cast(SmsBatch.id, String), "-", "")
+    statement = select(SmsBatch).where(column.startswith(hex_prefix)).limit(limit)
+    return list(session.scalars(statement))
+
+
+def list_batches(session: Session, *, limit: int = 50) -> list[SmsBatch]:
+    """The newest batches first. Locks: none."""
+    return list(session.scalars(select(SmsBatch).order_by(SmsBatch.created_at.desc()).limit(limit)))
+
+
+def move_batch(
+    session: Session,
+    batch_id: uuid.UUID,
+    to_status: str,
+    *,
+    from_statuses: Collection[str],
+    now: datetime,
+    **fields: Any,
+) -> bool:
+    """Move the batch to ``to_status`` if it is in one of ``from_statuses``; whether it moved.
+
+    Locks: its row until the caller commits. Does not commit.
+    """
+    statement = (
+        update(SmsBatch)
+        .where(SmsBatch.id == batch_id, SmsBatch.status.in_(from_statuses))
+        .values(status=to_status, updated_at=now, **fields)
+        .returning(SmsBatch.id)
+        .execution_options(synchronize_session=False)
+    )
+    return session.scalars(statement).one_or_none() is not None
+
+
+def pause_batch(session: Session, batch_id: uuid.UUID, now: datetime) -> bool:
+    """Stop dispatching the batch; its queued messages wait. Does not commit."""
+    return move_batch(session, batch_id, PAUSED, from_statuses=DISPATCHABLE, now=now)
+
+
+def resume_batch(session: Session, batch_id: uuid.UUID, now: datetime) -> bool:
+    """Dispatch a paused batch again (``sending`` if it had started). Does not commit."""
+    started = case((SmsBatch.dispatched_at.is_(None), SCHEDULED), else_=BATCH_SENDING)
+    statement = (
+        update(SmsBatch)
+        .where(SmsBatch.id == batch_id, SmsBatch.status == PAUSED)
+        .values(status=started, updated_at=now)
+        .returning(SmsBatch.id)
+        .execution_options(synchronize_session=False)
+    )
+    return session.scalars(statement).one_or_none() is not None
+
+
+def cancel_batch(session: Session, batch_id: uuid.UUID, now: datetime, reason: str) -> int | None:
+    """Cancel the batch and, at once, its queued messages; how many (None: not cancellable).
+
+    Messages already claimed for a request are left to their chunk, which cancels those it has
+    not sent yet. Locks: the batch row and those messages until the caller commits.
+    """
+    if not move_batch(
+        session, batch_id, CANCELLED, from_statuses=(*DISPATCHABLE, PAUSED), now=now,
+        finished_at=now, lease_owner=None, lease_until=None,
+    ):  # fmt: skip
+        return None
+    return cancel_queued(session, batch_id=batch_id, reason=reason)
+
+
+def claim_due_batches(
+    session: Session, owner: str, now: datetime, lease_seconds: float
+) -> list[SmsBatch]:
+    """Lease every batch due for dispatching that no one else holds; those leased.
+
+    One conditional UPDATE: of two dispatchers ticking at once, each batch goes to one. Locks:
+    those rows, for this statement only. Commits.
+    """
+    statement = (
+        update(SmsBatch)
+        .where(
+            SmsBatch.status.in_(DISPATCHABLE),
+            SmsBatch.start_at <= now,
+            or_(SmsBatch.lease_until.is_(None), SmsBatch.lease_until < now),
+        )
+        .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds))
+        .returning(SmsBatch)
+        .execution_options(populate_existing=True, synchronize_session=False)
+    )
+    claimed = list(session.scalars(statement))
+    session.commit()
+    return claimed
+
+
+def release_batch(session: Session, batch_id: uuid.UUID, owner: str) -> None:
+    """Give the dispatcher's lease back. Does not commit."""
+    session.execute(
+        update(SmsBatch)
+        .where(SmsBatch.id == batch_id, SmsBatch.lease_owner == owner)
+        .values(lease_owner=None, lease_until=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+# --- the messages of a batch -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A message the dispatcher may send now, with what decides its group."""
+
+    id: uuid.UUID
+    status: str  # queued, or sending with its lease run out (its chunk was lost)
+    params_key: str | None
+    nationcode: str
+
+
+def _held_by(owner: str) -> Any:
+    """Claimed, and by ``owner``."""
+    return and_(SmsMessage.status == SENDING, SmsMessage.lease_owner == owner)
+
+
+def _lost(now: datetime) -> Any:
+    """Claimed for a chunk whose task never finished (lost, or its worker died)."""
+    return and_(SmsMessage.status == SENDING, SmsMessage.lease_until < now)
+
+
+def _waiting(now: datetime) -> Any:
+    """Queued, due, and not handed to a task already (a single send's mark is its lease)."""
+    return and_(
+        SmsMessage.status == QUEUED,
+        or_(SmsMessage.not_before.is_(None), SmsMessage.not_before <= now),
+        or_(SmsMessage.lease_until.is_(None), SmsMessage.lease_until < now),
+    )
+
+
+def dispatch_candidates(
+    session: Session, batch_id: uuid.UUID, now: datetime, limit: int
+) -> list[Candidate]:
+    """Up to ``limit`` messages of the batch to send now: lost ones first, then queued ones,
+    ordered so that equal params (and domestic or not) come together. Locks: none."""
+    columns = (SmsMessage.id, SmsMessage.status, SmsMessage.params_key, SmsMessage.nationcode)
+    found: list[Candidate] = []
+    for due in (_lost(now), _waiting(now)):
+        if len(found) >= limit:
+            break
+        statement = (
+            select(*columns)
+            .where(SmsMessage.batch_id == batch_id, due)
+            .order_by(SmsMessage.params_key, SmsMessage.nationcode)
+            .limit(limit - len(found))
+        )
+        found += [Candidate(*row) for row in session.execute(statement)]
+    return found
+
+
+def lost_in_cancelled_batches(session: Session, now: datetime, limit: int) -> list[Candidate]:
+    """Messages of cancelled batches whose chunk was lost: still ``sending``, to be settled
+    (cancelled, or unknown if a request may have gone out). Locks: none."""
+    columns = (SmsMessage.id, SmsMessage.status, SmsMessage.params_key, SmsMessage.nationcode)
+    statement = (
+        select(*columns)
+        .join(SmsBatch, SmsBatch.id == SmsMessage.batch_id)
+        .where(SmsBatch.status == CANCELLED, _lost(now))
+        .limit(limit)
+    )
+    return [Candidate(*row) for row in session.execute(statement)]
+
+
+def in_flight(session: Session, account: str, now: datetime) -> int:
+    """Batch messages of ``account`` handed to tasks that have not finished. Locks: none."""
+    statement = select(func.count()).where(
+        SmsMessage.account == account,
+        SmsMessage.batch_id.is_not(None),
+        SmsMessage.status.in_(CLAIMABLE),
+        SmsMessage.lease_until >= now,
+    )
+    return session.scalar(statement) or 0
+
+
+def claim_chunk(
+    session: Session, ids: Collection[uuid.UUID], owner: str, now: datetime, lease_seconds: float
+) -> list[uuid.UUID]:
+    """Claim the still claimable among ``ids`` for one group request; the ids claimed.
+
+    Sets ``sending`` with the chunk's lease and counts a delivery (the poison guard), as
+    ``messages.claim_message`` does for one. Locks: those rows until the caller commits.
+    """
+    statement = (
+        update(SmsMessage)
+        .where(SmsMessage.id.in_(ids), or_(_waiting(now), _lost(now)))
+        .values(
+            status=SENDING,
+            lease_owner=owner,
+            lease_until=now + timedelta(seconds=lease_seconds),
+            delivery_count=SmsMessage.delivery_count + 1,
+            updated_at=now,
+        )
+        .returning(SmsMessage.id)
+        .execution_options(synchronize_session=False)
+    )
+    return list(session.scalars(statement))
+
+
+def mark_handed_over(
+    session: Session, ids: Collection[uuid.UUID], now: datetime, lease_seconds: float
+) -> list[uuid.UUID]:
+    """Mark queued messages as published to the single-send task; the ids marked.
+
+    They stay ``queued`` (the send task claims them itself); the mark is a lease that keeps the
+    next ticks from publishing them again until it runs out. Does not commit.
+    """
+    statement = (
+        update(SmsMessage)
+        .where(SmsMessage.id.in_(ids), _waiting(now))
+        .values(lease_until=now + timedelta(seconds=lease_seconds), updated_at=now)
+        .returning(SmsMessage.id)
+        .execution_options(synchronize_session=False)
+    )
+    return list(session.scalars(statement))
+
+
+def hold_chunk(
+    session: Session, ids: Collection[uuid.UUID], owner: str, now: datetime, lease_seconds: float
+) -> list[SmsMessage]:
+    """Renew the lease of the messages among ``ids`` that ``owner`` still holds; those messages.
+
+    A message whose lease another dispatcher took over meanwhile is no longer this chunk's.
+    Locks: those rows until the caller commits.
+    """
+    statement = (
+        update(SmsMessage)
+        .where(_held_by(owner), SmsMessage.id.in_(ids))
+        .values(lease_until=now + timedelta(seconds=lease_seconds), updated_at=now)
+        .returning(SmsMessage)
+        .execution_options(populate_existing=True, synchronize_session=False)
+    )
+    return list(session.scalars(statement))
+
+
+def requeue_many(
+    session: Session,
+    ids: Collection[uuid.UUID],
+    owner: str,
+    not_before: datetime | None,
+    reason: str | None,
+) -> list[uuid.UUID]:
+    """Hand claimed messages back to the queue until ``not_before``; the ids handed back.
+
+    As ``messages.requeue`` for many: only while ``owner`` holds them, and the hand-back takes
+    its delivery off ``delivery_count``. Locks: those rows until the caller commits.
+    """
+    return end_many(
+        session, ids, owner, QUEUED, reason=reason, not_before=not_before,
+        delivery_count=SmsMessage.delivery_count - 1,
+    )  # fmt: skip
+
+
+def end_many(
+    session: Session, ids: Collection[uuid.UUID], owner: str, to_status: str, **fields: Any
+) -> list[uuid.UUID]:
+    """Move claimed (``sending``) messages that ``owner`` holds to ``to_status``; those moved.
+
+    The state machine (``status.NEXT``) is checked as in ``messages.transition``; the lease is
+    cleared. Locks: those rows until the caller commits.
+    """
+    if to_status not in NEXT[SENDING]:
+        raise ValueError(f"no transition to {to_status!r} from {SENDING!r}")
+    if not ids:
+        return []
+    statement = (
+        update(SmsMessage)
+        .where(_held_by(owner), SmsMessage.id.in_(ids))
+        .values(
+            status=to_status,
+            lease_owner=None,
+            lease_until=None,
+            updated_at=datetime.now(UTC),
+            **fields,
+        )
+        .returning(SmsMessage.id)
+        .execution_options(synchronize_session=False)
+    )
+    return list(session.scalars(statement))
+
+
+def cancel_queued(
+    session: Session,
+    *,
+    batch_id: uuid.UUID | None = None,
+    ids: Collection[uuid.UUID] | None = None,
+    reason: str,
+) -> int:
+    """Cancel the queued messages of a batch (or among ``ids``); how many. Does not commit."""
+    statement = update(SmsMessage).where(SmsMessage.status == QUEUED)
+    if batch_id is not None:
+        statement = statement.where(SmsMessage.batch_id == batch_id)
+    if ids is not None:
+        statement = statement.where(SmsMessage.id.in_(ids))
+    result = session.execute(
+        statement.values(
+            status=MESSAGE_CANCELLED, reason=reason, lease_owner=None, lease_until=None,
+            updated_at=datetime.now(UTC),
+        ).execution_options(synchronize_session=False)
+    )  # fmt: skip
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def expire_queued(session: Session, batch_id: uuid.UUID, reason: str) -> int:
+    """Expire the batch's queued messages (its window ended); how many. Does not commit."""
+    result = session.execute(
+        update(SmsMessage)
+        .where(SmsMessage.batch_id == batch_id, SmsMessage.status == QUEUED)
+        .values(status=EXPIRED, reason=reason, lease_owner=None, lease_until=None,
+                updated_at=datetime.now(UTC))
+        .execution_options(synchronize_session=False)
+    )  # fmt: skip
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def unsettled(session: Session, batch_id: uuid.UUID) -> int:
+    """The batch's messages still queued or sending. Locks: none."""
+    statement = select(func.count()).where(
+        SmsMessage.batch_id == batch_id, SmsMessage.status.in_(CLAIMABLE)
+    )
+    return session.scalar(statement) or 0
+
+
+def finish_if_empty(session: Session, batch_id: uuid.UUID, now: datetime) -> bool:
+    """Mark the batch ``done`` when none of its messages is queued or sending; whether it did."""
+    if unsettled(session, batch_id):
+        return False
+    return move_batch(session, batch_id, DONE, from_statuses=DISPATCHABLE, now=now, finished_at=now)

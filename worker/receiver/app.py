@@ -1,0 +1,145 @@
+"""The callback receiver: an ASGI app taking the gateway's delivery reports and replies.
+
+    POST /callbacks/{token}/status   a JSON array of delivery reports
+    POST /callbacks/{token}/reply    one JSON object, a handset's reply
+    POST /callbacks/{token}          either, told apart by the body's shape
+    GET  /healthz
+
+The gateway does not sign its callbacks, so the secret is the ``token`` in the path (compared in
+constant time); a wrong one gets the same 404 as a path that does not exist. Bodies are read
+at most ``max_body_bytes`` (413 beyond), and a body that cannot be stored whole is refused with
+400 and ``{"result": 1004, "errmsg": ...}`` naming the field and item, before anything is
+written. Success is the gateway's ``{"result": 0, "errmsg": "OK"}``. The token never reaches a
+log line: uvicorn's access log, which would print the path, must stay off.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from worker.receiver.bodies import BadBody, decode, reply_from, reports_from
+from worker.services.reports import InvalidItem, ingest_reply, ingest_reports
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BODY_BYTES = 1 << 20
+MIN_TOKEN_LENGTH = 16
+# Characters that survive a URL path unescaped, so the token in the gateway's console is the
+# token the receiver compares.
+TOKEN_PATTERN = re.compile(r"[A-Za-z0-9._~-]+")
+SOURCE = "callback"
+
+OK = {"result": 0, "errmsg": "OK"}
+REFUSED = 1004  # the gateway's own code for a body it cannot parse
+UNAVAILABLE = 1  # anything but 0 tells the gateway it was not taken
+
+
+def check_token(token: str) -> str:
+    """``token`` if it is a usable path secret; ValueError (not quoting it) otherwise."""
+    if len(token) < MIN_TOKEN_LENGTH or not TOKEN_PATTERN.fullmatch(token):
+        raise ValueError(
+            f"the receiver token must be at least {MIN_TOKEN_LENGTH} characters of A-Z a-z 0-9 "
+            "and ._~- (e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    return token
+
+
+def make_receiver_app(
+    sessions: sessionmaker[Session],
+    token: str,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> Starlette:
+    """The receiver over the ledger behind ``sessions``, answering only under ``token``."""
+    secret = check_token(token).encode()
+
+    def authentic(request: Request) -> None:
+        given = str(request.path_params.get("token", "")).encode("utf-8", "surrogatepass")
+        if not hmac.compare_digest(given, secret):
+            raise HTTPException(404)  # the very answer of a path that does not exist
+
+    async def take(request: Request, shape: str) -> Response:
+        authentic(request)
+        try:
+            body = await _read_bounded(request, max_body_bytes)
+        except ClientDisconnect:
+            return _refuse(400, "the body was cut short")
+        if body is None:
+            return _refuse(413, f"body is larger than {max_body_bytes} bytes")
+        try:
+            data = decode(body)
+            if shape == "any":
+                shape = _shape_of(data)
+            if shape == "status":
+                result: Any = await run_in_threadpool(
+                    ingest_reports, sessions, reports_from(data), source=SOURCE
+                )
+            else:
+                result = await run_in_threadpool(
+                    ingest_reply, sessions, reply_from(data), source=SOURCE
+                )
+        except (BadBody, InvalidItem) as problem:
+            return _refuse(400, str(problem))
+        except SQLAlchemyError:
+            log.exception("a %s callback could not be stored; the gateway may send it again", shape)
+            return _refuse(503, "the ledger is unavailable; send again later", UNAVAILABLE)
+        log.info("%s callback taken: %s", shape, result)
+        return JSONResponse(OK)
+
+    async def status(request: Request) -> Response:
+        return await take(request, "status")
+
+    async def reply(request: Request) -> Response:
+        return await take(request, "reply")
+
+    async def either(request: Request) -> Response:
+        return await take(request, "any")
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/callbacks/{token}/status", status, methods=["POST"]),
+            Route("/callbacks/{token}/reply", reply, methods=["POST"]),
+            Route("/callbacks/{token}", either, methods=["POST"]),
+        ]
+    )
+
+
+async def _read_bounded(request: Request, limit: int) -> bytes | None:
+    """The body, or None as soon as it is known to exceed ``limit`` bytes (never read whole)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
+def _shape_of(data: Any) -> str:
+    if isinstance(data, list):
+        return "status"
+    if isinstance(data, dict):
+        return "reply"
+    raise BadBody("body must be a JSON array (delivery reports) or a JSON object (a reply)")
+
+
+def _refuse(status: int, message: str, result: int = REFUSED) -> Response:
+    return JSONResponse({"result": result, "errmsg": message}, status_code=status)

@@ -1,0 +1,379 @@
+"""Send one chunk of a batch: up to 200 numbers sharing their params, in one ``sendmultisms2``.
+
+The dispatcher (``worker.services.batches``) claims the chunk's messages with a lease of its own
+and publishes their ids; this runs in the task. It follows the single send step by step
+(``worker.services.send``, whose helpers it shares), with one request for many numbers:
+
+- at send time the batch may have been cancelled or paused, a number may have opted out, the
+  clock may have reached 22:00 Beijing time: those messages are settled before any request;
+- an ``in_flight`` attempt row per number, all sharing one ``request_id``, is committed BEFORE the
+  request; afterwards each number's row gets its own ``sid``, ``fee`` and result from its entry
+  in ``detail`` (a number missing from ``detail``, or a refusal without one, gets the top-level
+  code), and each message moves by its own outcome;
+- numbers with a transient answer are tried again in the same task, with a fresh signature and
+  their own new attempt rows, a few times; then they go back to the queue for the dispatcher.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session
+from tenacity import retry_if_result
+
+from worker.ledger import attempts, batches, messages
+from worker.ledger.accounts import is_paused
+from worker.ledger.batch_models import CANCELLED as BATCH_CANCELLED
+from worker.ledger.batch_models import PAUSED as BATCH_PAUSED
+from worker.ledger.models import SmsMessage
+from worker.ledger.optouts import opted_out
+from worker.ledger.status import (
+    CANCELLED,
+    EXPIRED,
+    FAILED,
+    QUEUED,
+    SENDING,
+    SENT,
+    SUPPRESSED,
+    UNKNOWN,
+)
+from worker.services.reports import match_sent
+from worker.services.send import (
+    MAX_ATTEMPTS,
+    OPTED_OUT_REASON,
+    SendContext,
+    content_of,
+    settle_lost_attempts,
+    stop_account,
+)
+from worker.services.tries import backoff_after_tries, quick_tries
+from worker.services.waits import (
+    MARKETING_OPENS,
+    seconds_until_beijing_hour,
+    wait_for,
+    within_marketing_hours,
+)
+from worker.tencent import Content, Exchange, Phone, SmsClient
+from worker.tencent.codes import Outcome, classify_result, code_info
+
+log = logging.getLogger(__name__)
+
+_RETRY = "retry"  # a number's answer asks for another try in this task
+
+
+@dataclass(slots=True)
+class Recipient:
+    """One number of the chunk and what its tries so far came to."""
+
+    id: uuid.UUID
+    phone: Phone
+    expires_at: datetime | None
+    attempts_made: int
+    seen: Counter[int] = field(default_factory=Counter)  # result codes of its attempts
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    account: str
+    kind: str
+    content: Content
+    recipients: list[Recipient]
+
+
+@dataclass(frozen=True, slots=True)
+class NumberAnswer:
+    """What one request said about one number."""
+
+    outcome: Outcome
+    result: int | None
+    errmsg: str
+    sid: str | None = None
+    fee: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkVerdict:
+    """How many of the chunk's messages reached each state in this run."""
+
+    moved: dict[str, int]
+
+
+def send_chunk(
+    message_ids: Sequence[uuid.UUID], lease_owner: str, ctx: SendContext
+) -> ChunkVerdict:
+    """Send the messages among ``message_ids`` still held by ``lease_owner``; never raises for
+    what the gateway or the network does."""
+    tally: Counter[str] = Counter()
+    now = ctx.now()
+    with ctx.sessions() as session:
+        held = batches.hold_chunk(
+            session, message_ids, lease_owner, now, ctx.settings.lease_seconds
+        )
+        chunk = _gate(session, held, lease_owner, now, ctx, tally) if held else None
+        session.commit()
+    if chunk is not None and chunk.recipients:
+        _deliver(chunk, lease_owner, ctx, tally)
+    return ChunkVerdict({status: count for status, count in tally.items() if count})
+
+
+def _gate(
+    session: Session,
+    held: list[SmsMessage],
+    owner: str,
+    now: datetime,
+    ctx: SendContext,
+    tally: Counter[str],
+) -> Chunk:
+    """The checks at send time; the numbers still to send (none, when none may go now).
+
+    A request a dead worker may have sent is settled first, whatever else holds: a message it
+    left ``in_flight`` must not be sent again (marketing does not resend ambiguous attempts),
+    nor be called cancelled when it may have gone out.
+    """
+    first = held[0]
+    settings = ctx.settings
+    batch = batches.get_batch(session, first.batch_id) if first.batch_id is not None else None
+    cancelled = batch is not None and batch.status == BATCH_CANCELLED
+    paused = (batch is not None and batch.status == BATCH_PAUSED) or is_paused(
+        session, first.account
+    )
+    content = content_of(first)
+    opted = opted_out(session, [(message.nationcode, message.mobile) for message in held])
+    quiet = not within_marketing_hours(now)
+    opens = now + timedelta(seconds=seconds_until_beijing_hour(now, MARKETING_OPENS))
+    moves: dict[tuple[str, str, datetime | None], list[uuid.UUID]] = defaultdict(list)
+    recipients: list[Recipient] = []
+    for message in held:
+        seen: Counter[int] = Counter()
+        lost = bool(message.attempt_count) and settle_lost_attempts(session, message.id, seen, now)
+        if lost and not settings.resends_ambiguous(message.kind):
+            why = "a worker stopped before recording the answer; not resent by policy"
+            moves[UNKNOWN, why, None].append(message.id)
+        elif cancelled:
+            moves[CANCELLED, "batch cancelled before it went out", None].append(message.id)
+        elif paused:
+            moves[QUEUED, "paused", None].append(message.id)
+        elif message.delivery_count > settings.max_deliveries:
+            why = f"delivered to workers {message.delivery_count} times without finishing"
+            moves[FAILED, why, None].append(message.id)
+        elif message.expires_at is not None and message.expires_at <= now:
+            moves[EXPIRED, "the batch's window ended before it went out", None].append(message.id)
+        elif (message.nationcode, message.mobile) in opted:
+            moves[SUPPRESSED, OPTED_OUT_REASON, None].append(message.id)
+        elif message.attempt_count >= MAX_ATTEMPTS:
+            moves[FAILED, f"no success after {MAX_ATTEMPTS} attempts", None].append(message.id)
+        elif content_of(message) != content:
+            moves[QUEUED, "params differ from its chunk's", None].append(message.id)
+        elif quiet:
+            if message.expires_at is not None and opens >= message.expires_at:
+                moves[EXPIRED, "quiet hours last past the batch's window", None].append(message.id)
+            else:
+                moves[QUEUED, "quiet hours (22:00-08:00 Beijing time)", opens].append(message.id)
+        else:
+            phone = Phone(message.nationcode, message.mobile)
+            recipients.append(
+                Recipient(message.id, phone, message.expires_at, message.attempt_count, seen)
+            )
+    for (status, why, not_before), moved_ids in moves.items():
+        if status == CANCELLED:  # a claimed message is handed back, then withdrawn
+            handed_back = batches.requeue_many(session, moved_ids, owner, None, why)
+            tally[status] += batches.cancel_queued(session, ids=handed_back, reason=why)
+        elif status == QUEUED:
+            tally[status] += len(batches.requeue_many(session, moved_ids, owner, not_before, why))
+        else:
+            tally[status] += len(batches.end_many(session, moved_ids, owner, status, reason=why))
+    return Chunk(first.account, first.kind, content, recipients)
+
+
+def _deliver(chunk: Chunk, owner: str, ctx: SendContext, tally: Counter[str]) -> None:
+    """Tenacity tries of the numbers still asking for one; then the rest waits in the queue."""
+    client = ctx.client_for(chunk.account)
+    pending = chunk.recipients
+    last_error = ""
+
+    def one_try() -> list[Recipient]:
+        nonlocal pending, last_error
+        pending, last_error = _one_try(chunk, pending, owner, ctx, client, tally)
+        return pending
+
+    quick_tries(ctx.sleep, retry_if_result(bool))(one_try)
+    if not pending:
+        return
+    # The quick tries are spent: back to the queue, backing off; the dispatcher sends them again.
+    now = ctx.now()
+    with ctx.sessions() as session:
+        for recipient in pending:
+            not_before = now + timedelta(seconds=backoff_after_tries(recipient.attempts_made))
+            status = _hand_back(session, recipient, owner, not_before, last_error)
+            tally[status or "not ours"] += 1
+        session.commit()
+
+
+def _one_try(
+    chunk: Chunk,
+    pending: list[Recipient],
+    owner: str,
+    ctx: SendContext,
+    client: SmsClient,
+    tally: Counter[str],
+) -> tuple[list[Recipient], str]:
+    """One request for ``pending``; the numbers to try again and the request's error."""
+    now = ctx.now()
+    with ctx.sessions() as session:
+        # Renewing the lease first also drops a number another dispatcher has taken over.
+        ids = [recipient.id for recipient in pending]
+        lease = ctx.settings.lease_seconds
+        still = {m.id for m in batches.hold_chunk(session, ids, owner, now, lease)}
+        spent = [r.id for r in pending if r.id in still and r.attempts_made >= MAX_ATTEMPTS]
+        why = f"no success after {MAX_ATTEMPTS} attempts"
+        tally[FAILED] += len(batches.end_many(session, spent, owner, FAILED, reason=why))
+        going = [r for r in pending if r.id in still and r.id not in spent]
+        if not going:
+            session.commit()
+            return [], ""
+        request = client.prepare_group([recipient.phone for recipient in going], chunk.content)
+        attempt_ids = attempts.begin_attempts(
+            session,
+            attempts=[(recipient.id, recipient.attempts_made + 1) for recipient in going],
+            request_id=uuid.uuid4(),
+            api=request.api,
+            random=request.random,
+            signed_time=request.time,
+            worker=ctx.worker,
+            started_at=now,
+        )
+        session.commit()
+    # No connection is held while the request is in the air.
+    exchange = client.execute(request)
+    answers = number_answers(exchange, going)
+    again: list[Recipient] = []
+    with ctx.sessions() as session:
+        for recipient, attempt_id, answer in zip(going, attempt_ids, answers, strict=True):
+            recipient.attempts_made += 1
+            attempts.finish_attempt(
+                session,
+                attempt_id,
+                finished_at=exchange.finished_at,
+                http_status=exchange.http_status,
+                result=answer.result,
+                errmsg=answer.errmsg or None,
+                sid=answer.sid,
+                fee=answer.fee,
+                outcome=answer.outcome,
+                latency_ms=round(exchange.latency_ms),
+            )
+            if answer.result is not None:
+                recipient.seen[answer.result] += 1
+            status = _decide(session, chunk, recipient, answer, owner, exchange, ctx)
+            if status == _RETRY:
+                again.append(recipient)
+            else:
+                tally[status or "not ours"] += 1
+        session.commit()
+    _log_request(chunk, going, exchange, answers, len(again))
+    return again, exchange.error
+
+
+def number_answers(exchange: Exchange, recipients: Sequence[Recipient]) -> list[NumberAnswer]:
+    """Each recipient's own answer: its ``detail`` entry, else the request's."""
+    response = exchange.response
+    if response is None:  # no answer, or an unreadable one: the request's outcome for all
+        return [NumberAnswer(exchange.outcome, None, exchange.error) for _ in recipients]
+    detail = {(entry.nationcode, entry.mobile): entry for entry in exchange.results()}
+    by_mobile = {entry.mobile: entry for entry in exchange.results() if not entry.nationcode}
+    answers = []
+    for recipient in recipients:
+        phone = recipient.phone
+        entry = detail.get((phone.nationcode, phone.mobile)) or by_mobile.get(phone.mobile)
+        code = entry.result if entry is not None else response.result
+        outcome = classify_result(code, recipient.seen[code])
+        if entry is None and code == 0:
+            # Accepted as a whole, yet nothing said about this number: it may have gone out.
+            why = "the answer has no detail entry for this number"
+            answers.append(NumberAnswer(Outcome.AMBIGUOUS, code, why))
+        elif outcome is Outcome.OK and entry is not None:
+            answers.append(NumberAnswer(outcome, code, entry.errmsg, entry.sid, entry.fee))
+        else:
+            errmsg = (entry.errmsg if entry is not None else response.errmsg) or ""
+            answers.append(NumberAnswer(outcome, code, errmsg or code_info(code).meaning))
+    return answers
+
+
+def _decide(
+    session: Session,
+    chunk: Chunk,
+    recipient: Recipient,
+    answer: NumberAnswer,
+    owner: str,
+    exchange: Exchange,
+    ctx: SendContext,
+) -> str | None:
+    """Move one message by its own answer; the state reached, ``_RETRY``, or None (not ours)."""
+    message_id = recipient.id
+    if answer.outcome is Outcome.OK:
+        moved = messages.transition(
+            session, message_id, SENT, from_statuses=(SENDING,), owner=owner,
+            sid=answer.sid, fee=answer.fee, result=answer.result, errmsg=answer.errmsg,
+            sent_at=exchange.finished_at, reason=None,
+        )  # fmt: skip
+        if moved:  # a delivery report may have overtaken this answer
+            match_sent(session, message_id, answer.sid or "")
+        return SENT if moved else None
+    code = answer.result
+    info = code_info(code) if code is not None else None
+    if answer.outcome is Outcome.REJECTED:
+        if info is not None and info.pauses_account:
+            stop_account(session, chunk.account, info.code, answer.errmsg, ctx.now())
+            why = f"account paused: {answer.errmsg}"
+            return QUEUED if messages.requeue(session, message_id, owner, None, why) else None
+        moved = messages.transition(
+            session, message_id, FAILED, from_statuses=(SENDING,), owner=owner,
+            result=code, errmsg=answer.errmsg, reason=answer.errmsg,
+        )  # fmt: skip
+        return FAILED if moved else None
+    if answer.outcome is Outcome.THROTTLED:
+        now = ctx.now()
+        not_before = now + timedelta(seconds=wait_for(info, now))
+        return _hand_back(session, recipient, owner, not_before, answer.errmsg)
+    if answer.outcome is Outcome.AMBIGUOUS and not ctx.settings.resends_ambiguous(chunk.kind):
+        why = f"{answer.errmsg}; may have been delivered, not resent by policy"
+        moved = messages.transition(
+            session, message_id, UNKNOWN, from_statuses=(SENDING,), owner=owner, reason=why
+        )
+        return UNKNOWN if moved else None
+    return _RETRY  # transient, network, or ambiguous with a resend policy
+
+
+def _hand_back(
+    session: Session, recipient: Recipient, owner: str, not_before: datetime, reason: str
+) -> str | None:
+    """Back to the queue until ``not_before``, or ``expired`` when that is past its window."""
+    if recipient.expires_at is not None and not_before >= recipient.expires_at:
+        why = f"{reason}; would wait past the batch's window"
+        moved = messages.transition(
+            session, recipient.id, EXPIRED, from_statuses=(SENDING,), owner=owner, reason=why
+        )
+        return EXPIRED if moved else None
+    return QUEUED if messages.requeue(session, recipient.id, owner, not_before, reason) else None
+
+
+def _log_request(
+    chunk: Chunk,
+    sent_to: Sequence[Recipient],
+    exchange: Exchange,
+    answers: Sequence[NumberAnswer],
+    retrying: int,
+) -> None:
+    outcomes = Counter(str(answer.outcome) for answer in answers)
+    log.info(
+        "group request of %d number(s) (%s): %s %s; per number %s; %d to try again",
+        len(sent_to), chunk.account, exchange.outcome, exchange.error or "OK",
+        dict(outcomes), retrying,
+        extra={"account": chunk.account, "numbers": len(sent_to),
+               "outcome": str(exchange.outcome)},
+    )  # fmt: skip

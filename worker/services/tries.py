@@ -1,0 +1,52 @@
+"""The in-task retry policy shared by single and group sends (tenacity).
+
+A transient answer is tried again at once, a few times, each try re-signed with a fresh ``time``
+and ``random`` and recorded as its own attempt; then the message waits, backing off, outside the
+task (a countdown, or ``not_before`` in the database).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_base,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+# In-task tries for transient answers: a few quick ones, then the message waits in the broker.
+IN_TASK_TRIES = 3
+IN_TASK_BUDGET_SECONDS = 10.0
+# Countdowns are kept well below the broker's visibility timeout (see worker.celery); a longer
+# wait goes back to the database as `not_before` and the sweeper publishes it when due.
+MAX_COUNTDOWN_SECONDS = 300.0
+
+
+def quick_tries(sleep: Callable[[float], None], retry: retry_base) -> Retrying:
+    """The in-task tries: a few quick ones, exponential backoff with jitter, a small budget.
+
+    ``retry`` says from a try's result whether to try again; after the last try that result is
+    returned as it is, not raised.
+    """
+    return Retrying(
+        stop=stop_after_attempt(IN_TASK_TRIES) | stop_after_delay(IN_TASK_BUDGET_SECONDS),
+        wait=wait_exponential_jitter(multiplier=0.2, max=2.0, jitter=0.2),
+        retry=retry,
+        retry_error_callback=_last_result,
+        sleep=sleep,
+    )
+
+
+def backoff_after_tries(attempts_made: int) -> float:
+    """Seconds to wait once the quick tries are spent: longer as attempts add up, capped."""
+    return min(5.0 * 2.0 ** (attempts_made // IN_TASK_TRIES), MAX_COUNTDOWN_SECONDS)
+
+
+def _last_result(state: RetryCallState) -> Any:
+    assert state.outcome is not None
+    return state.outcome.result()
