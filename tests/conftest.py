@@ -5,5 +5,6 @@ pytest_plugins = [
     "tests.fixtures.redis",
     "tests.fixtures.simulator",
     "tests.fixtures.pipeline",
+    "tests.fixtures.rabbitmq",
     "tests.fixtures.receiver",
 ]

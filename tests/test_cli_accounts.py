@@ -231,3 +231,19 @@ def test_help_has_examples() -> None:
     for command in ("list", "pause", "resume"):
         code, out, _ = run(command, "--help")
         assert code == 0 and "Example" in out
+
+
+def test_the_group_takes_the_format_for_its_list(ledger: str) -> None:
+    queue_messages(ledger, "bank", 1)
+    code, out, err = run("--format", "json")
+    assert (code, err) == (0, "")
+    rows = {row["name"]: row for row in json.loads(out)}
+    assert list(rows) == ["shop", "bank"]
+    assert (rows["bank"]["queued"], rows["shop"]["send_rate"]) == (1, 20)
+    code, out, _ = run("--format", "csv")
+    assert code == 0
+    assert out.splitlines()[0].startswith("name,configured,sdkappid,gateway_url,send_rate,paused")
+    assert out.splitlines()[2].startswith("bank,True,1400000002,https://yun.tim.qq.com,50.0,False")
+    # The subcommand's own --format wins over the group's.
+    code, out, _ = run("--format", "csv", "list", "--format", "json")
+    assert code == 0 and [row["name"] for row in json.loads(out)] == ["shop", "bank"]

@@ -267,6 +267,38 @@ def test_an_unpriced_country_is_counted_apart(sessions: sessionmaker[Session]) -
     assert (row.cost, row.unpriced_segments) == (Decimal("0.180"), 1)
 
 
+def test_a_summary_from_the_rollup_groups_and_prices_as_the_live_one(
+    sessions: sessionmaker[Session],
+) -> None:
+    with sessions() as session:
+        build_day(session)
+        add_message(session, D_START + timedelta(hours=6), [(0, 1, "ok")], account="other")
+        usage.set_price(session, nationcode="86", kind="*", valid_from=D,
+                        price_per_segment=Decimal("0.045"))  # fmt: skip
+        session.commit()
+    finance.rollup(sessions, [D - timedelta(days=1), D, D + timedelta(days=1)])
+    period = (D_START - timedelta(days=1), D_START + timedelta(days=2))
+    prices = finance.PriceList.load(sessions)
+    groupings = [[], ["day", "account"], ["template", "sign"], ["country", "kind", "status"]]
+    for by in groupings:
+        for priced in (None, prices):
+            # The clock at the period's start: no day of it is past, so every day is live.
+            live = finance.summary(sessions, *period, by=by, prices=priced, now=period[0])
+            rolled = finance.summary(sessions, *period, by=by, prices=priced, now=NOW)
+            assert [row.as_dict(priced=True) for row in rolled] == [
+                row.as_dict(priced=True) for row in live
+            ], (by, priced)
+    assert [row.key for row in finance.summary(sessions, *period, by=["account"], now=NOW)] == [
+        {"account": "other"}, {"account": "shop"},
+    ]  # fmt: skip
+    # The rolled-up summary did read the rollup: a message it has not seen is not in it.
+    with sessions() as session:
+        add_message(session, D_START + timedelta(hours=7), [(0, 1, "ok")])
+        session.commit()
+    assert totals(finance.summary(sessions, *period, now=NOW))["messages"] == 8
+    assert totals(finance.summary(sessions, *period, now=period[0]))["messages"] == 9
+
+
 def test_the_export_streams_every_row(sessions: sessionmaker[Session]) -> None:
     with sessions() as session:
         build_day(session)

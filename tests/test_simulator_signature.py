@@ -88,27 +88,38 @@ def test_any_given_text_is_compared_without_error(given_sig: str) -> None:
     )
 
 
+def _imports_of(source: str) -> set[str]:
+    import ast
+
+    imported: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module)
+        elif isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+    return imported
+
+
 def test_the_simulator_shares_no_code_with_the_client_it_checks() -> None:
     # DESIGN.md section 3: a shared bug in signing or counting would pass both sides.
-    import ast
     from importlib import resources
 
     allowed = {"worker.tencent.types", "worker.tencent.codes"}
+    # The ASGI server plumbing is shared with the receiver; it computes no
+    # signature or fee, and must itself stay free of the client's code.
+    plumbing = {"worker.asgi"}
     package = resources.files("worker.simulator")
     imported: set[str] = set()
     for module in package.iterdir():
         if module.name.endswith(".py"):
-            tree = ast.parse(module.read_text(encoding="utf-8"))
-            for node in ast.walk(tree):
-                if isinstance(node, ast.ImportFrom) and node.module:
-                    imported.add(node.module)
-                elif isinstance(node, ast.Import):
-                    imported.update(alias.name for alias in node.names)
+            imported |= _imports_of(module.read_text(encoding="utf-8"))
     from_client = {name for name in imported if name.startswith("worker.tencent")}
     assert from_client and from_client <= allowed
-    assert not {
+    assert {
         name
         for name in imported
         if name.startswith("worker.")
         and not name.startswith(("worker.simulator", "worker.tencent"))
-    }
+    } <= plumbing
+    plumbing_source = resources.files("worker").joinpath("asgi.py").read_text(encoding="utf-8")
+    assert not {name for name in _imports_of(plumbing_source) if name.startswith("worker")}

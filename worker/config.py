@@ -17,13 +17,14 @@ import tomllib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Field,
     PrivateAttr,
     SecretStr,
     ValidationError,
@@ -103,6 +104,14 @@ def _url(value: Any) -> str:
     return str(value)
 
 
+def _redis_url(value: Any) -> str | None:
+    if value is None:
+        return None
+    if urlsplit(str(value)).scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("must be a Redis URL such as redis://localhost:6379/1")
+    return str(value)
+
+
 def _sdkappid(value: Any) -> str:
     text = str(value).strip()
     if not text.isdigit():
@@ -146,6 +155,9 @@ _QUOTABLE = frozenset(
         "connect_timeout",
         "read_timeout",
         "clock_offset_seconds",
+        "metrics_port",
+        "log_format",
+        "receiver_metrics",
     }
 )
 
@@ -183,6 +195,9 @@ class Settings(BaseSettings):
 
     database_url: Annotated[str, BeforeValidator(_database_url)] = "sqlite:///sms-ledger.db"
     broker_url: Annotated[str, BeforeValidator(_url)] = "redis://localhost:6379/0"
+    # SMS_REDIS_URL: the Redis holding the throttle every worker shares (an account's rate, the
+    # per-number rules). Unset: the broker's, when the broker is Redis. Required with RabbitMQ.
+    redis_url: Annotated[str | None, BeforeValidator(_redis_url)] = None
     gateway_url: HttpUrl = "https://yun.tim.qq.com"
     sdkappid: SdkAppId | None = None
     appkey: SecretStr | None = None
@@ -203,6 +218,14 @@ class Settings(BaseSettings):
     read_timeout: PositiveNumber = 10.0
     # SMS_RECEIVER_TOKEN: the secret path segment of the callback receiver's URLs.
     receiver_token: SecretStr | None = None
+    # SMS_RECEIVER_METRICS: whether the receiver answers GET /metrics (no token needed).
+    receiver_metrics: bool = True
+    # SMS_METRICS_PORT: a Celery worker serves Prometheus metrics on this port (unset: none);
+    # SMS_METRICS_HOST: the address it listens on (0.0.0.0 for a scraper on another host).
+    metrics_port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    metrics_host: str = "127.0.0.1"
+    # SMS_LOG_FORMAT: text (the default) or json, one object per line (see worker.logs).
+    log_format: Literal["text", "json"] = "text"
     # Simulated time, for demos and tests against the simulator: the worker acts as if its clock
     # read this many seconds later (quiet hours, deadlines, the signed `time`). 0 in production.
     clock_offset_seconds: Annotated[float, BeforeValidator(_finite_number)] = 0.0
@@ -227,6 +250,15 @@ class Settings(BaseSettings):
                     )
             self._accounts, self._default_account = _load_accounts(self.config, self)
         return self
+
+    @property
+    def throttle_redis_url(self) -> str | None:
+        """The Redis of the shared throttle; None when there is none (see worker.runtime)."""
+        if self.redis_url is not None:
+            return self.redis_url
+        if urlsplit(self.broker_url).scheme in ("redis", "rediss"):
+            return self.broker_url
+        return None
 
     @property
     def account_names(self) -> tuple[str, ...]:

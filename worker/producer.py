@@ -17,25 +17,47 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.config import Settings
 from worker.ledger import messages
+from worker.ledger.models import SmsMessage
 from worker.ledger.status import KINDS, NOTIFICATION, QUEUED, VERIFICATION
+from worker.ledger.types import MAX_INTEGER, text_problem
 from worker.tencent import InvalidInput, Phone, check_length, check_params, parse_phone
+from worker.tencent.types import MAX_PARAM_LENGTH
 
 log = logging.getLogger(__name__)
 
 Publisher = Callable[..., None]  # publish(message_id, kind, *, countdown=None)
 MAX_KEY_LENGTH = 128
+_COLUMNS = SmsMessage.__table__.columns
 # Messages due within this many seconds are published with a countdown; later ones are left
 # to the sweeper, so no long ETA message ever sits in the broker.
 MAX_PUBLISH_DELAY_SECONDS = 300.0
 SWEEPER_PUBLISHES = -1.0
 _PENDING = "sms_pending_publish"
+
+
+class SendOptions(TypedDict, total=False):
+    """The keyword options of ``Producer.enqueue_many`` (and ``enqueue``), for type checkers."""
+
+    template: int | None
+    params: Sequence[str]
+    text: str | None
+    sign: str | None
+    kind: str
+    nationcode: str | None
+    account: str | None
+    idempotency_key: str | None
+    ext: str
+    extend: str
+    not_before: datetime | None
+    expires_at: datetime | None
+    session: Session | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,30 +87,10 @@ class Producer:
         self.sessions = sessions
         self.publish = publish
 
-    def enqueue(
-        self,
-        to: str,
-        *,
-        template: int | None = None,
-        params: Sequence[str] = (),
-        text: str | None = None,
-        sign: str | None = None,
-        kind: str = NOTIFICATION,
-        nationcode: str | None = None,
-        account: str | None = None,
-        idempotency_key: str | None = None,
-        ext: str = "",
-        extend: str = "",
-        not_before: datetime | None = None,
-        expires_at: datetime | None = None,
-        session: Session | None = None,
-    ) -> Enqueued:
-        """Accept one SMS to ``to`` (E.164, or a national number with ``nationcode``)."""
-        (enqueued,) = self.enqueue_many(
-            [to], template=template, params=params, text=text, sign=sign, kind=kind,
-            nationcode=nationcode, account=account, idempotency_key=idempotency_key, ext=ext,
-            extend=extend, not_before=not_before, expires_at=expires_at, session=session,
-        )  # fmt: skip
+    def enqueue(self, to: str, **options: Unpack[SendOptions]) -> Enqueued:
+        """Accept one SMS to ``to`` (E.164, or a national number with ``nationcode``); the
+        options and their defaults are ``enqueue_many``'s."""
+        (enqueued,) = self.enqueue_many([to], **options)
         return enqueued
 
     def enqueue_many(
@@ -113,6 +115,8 @@ class Producer:
         any is written. With ``idempotency_key``, recipient ``i`` gets the key ``key:i`` (one
         recipient: the key itself)."""
         now = datetime.now(UTC)
+        if isinstance(recipients, str | bytes) or not isinstance(recipients, Iterable):
+            raise InvalidInput("to", f"must be a list of numbers, not {type(recipients).__name__}")
         phones = [parse_phone(number, nationcode) for number in recipients]
         if not phones:
             raise InvalidInput("to", "no recipients given")
@@ -122,6 +126,11 @@ class Producer:
             expires_at=expires_at, now=now,
         )  # fmt: skip
         keys = _keys(idempotency_key, len(phones))
+        if any(len(key) > MAX_KEY_LENGTH for key in keys if key is not None):
+            raise InvalidInput(
+                "idempotency_key",
+                f"with its ':<index>' suffix must be 1..{MAX_KEY_LENGTH} characters",
+            )
         countdown = _countdown(not_before, now)
         if session is not None:
             return self._write(session, phones, keys, fields, countdown)
@@ -179,35 +188,60 @@ class Producer:
         expires_at: datetime | None,
         now: datetime,
     ) -> dict[str, Any]:
-        if kind not in KINDS:
-            raise InvalidInput("kind", f"{kind!r} is not one of {', '.join(KINDS)}")
-        name = account or self.settings.default_account_name
+        if _checked_text("kind", kind) not in KINDS:
+            raise InvalidInput("kind", f"{kind!r:.40} is not one of {', '.join(KINDS)}")
+        name = _checked_text("account", account, "account") or self.settings.default_account_name
         known = ", ".join(self.settings.account_names) or "none"
         if name is None:
             raise InvalidInput("account", f"none named and no default account (known: {known})")
         if name not in self.settings.account_names:
             raise InvalidInput("account", f"{name!r} is not configured (known: {known})")
-        if (template is None) == (text is None):
+        if template is None and text is None:
+            raise InvalidInput("template", "missing: give a template id or a text")
+        if template is not None and text is not None:
             raise InvalidInput("template", "give either a template id or a text, not both")
         if template is not None:
-            if isinstance(template, bool) or not isinstance(template, int) or template <= 0:
-                raise InvalidInput("template", f"{template!r} is not a positive template id")
-            params = [str(param) for param in params]
+            if isinstance(template, bool) or not isinstance(template, int):
+                raise InvalidInput(
+                    "template", f"must be a whole number, not {type(template).__name__}"
+                )
+            if not 0 < template <= MAX_INTEGER:
+                raise InvalidInput("template", f"must be a template id from 1 to {MAX_INTEGER}")
+            if isinstance(params, str | bytes) or not isinstance(params, Sequence):
+                raise InvalidInput(
+                    "params", f"must be a list of strings, not {type(params).__name__}"
+                )
+            params = [_param_text(index, param) for index, param in enumerate(params)]
             check_params(params, verification=kind == VERIFICATION)
         elif text is not None:
-            if not text.strip():
+            if not _checked_text("text", text).strip():
                 raise InvalidInput("text", "is empty")
             check_length(text)
-        if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_KEY_LENGTH:
+        _checked_text("sign", sign, "sign")
+        _checked_text("ext", ext, "ext")
+        _checked_text("idempotency_key", idempotency_key, "idempotency_key")
+        if idempotency_key == "":
             raise InvalidInput("idempotency_key", f"must be 1..{MAX_KEY_LENGTH} characters")
-        if extend and not extend.isdigit():
+        if _checked_text("extend", extend, "extend") and not (
+            extend.isascii() and extend.isdigit()
+        ):
             raise InvalidInput("extend", f"{extend!r} must be digits only")
         for name_, moment in (("not_before", not_before), ("expires_at", expires_at)):
+            if moment is not None and not isinstance(moment, datetime):
+                raise InvalidInput(name_, f"must be a datetime, not {type(moment).__name__}")
             if moment is not None and moment.tzinfo is None:
                 raise InvalidInput(name_, "must be a timezone-aware datetime")
-        deadline = expires_at or (not_before or now) + self.settings.ttl(kind)
+        # Computed even when expires_at is given: a not_before too far off for its own default
+        # deadline is wrong in itself, whatever the expires_at beside it.
+        try:
+            default_deadline = (not_before or now) + self.settings.ttl(kind)
+        except OverflowError:
+            raise InvalidInput("not_before", "is too far in the future") from None
+        deadline = expires_at or default_deadline
         if deadline <= now:
             raise InvalidInput("expires_at", "is already in the past")
+        if not_before is not None and deadline <= not_before:
+            raise InvalidInput("expires_at", "must be after not_before")
         return {
             "account": name,
             "kind": kind,
@@ -223,6 +257,34 @@ class Producer:
             "not_before": not_before,
             "expires_at": deadline,
         }
+
+
+def _checked_text(field: str, value: Any, column: str | None = None) -> Any:
+    """``value`` (None passes) if it is a string its ledger ``column`` stores as is: within
+    the column's length, without NUL (PostgreSQL refuses it) or lone surrogates (not UTF-8).
+    Refused here, by name, rather than by the database halfway through an insert."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(field, f"must be a string, not {type(value).__name__}")
+    limit = getattr(_COLUMNS[column].type, "length", None) if column else None
+    problem = text_problem(value, limit)
+    if problem is not None:
+        raise InvalidInput(field, problem)
+    return value
+
+
+def _param_text(index: int, value: Any) -> str:
+    """A template param: a string, or a whole number written out (a code given as an int)."""
+    field = f"params[{index}]"
+    if isinstance(value, int) and not isinstance(value, bool):
+        if abs(value) >= 10**MAX_PARAM_LENGTH:  # too long anyway; str() of a huge int raises
+            raise InvalidInput(field, f"is longer than {MAX_PARAM_LENGTH} characters", 1036)
+        return str(value)
+    text: str = _checked_text(field, value)
+    if text is None:
+        raise InvalidInput(field, "must be a string, not NoneType", 1004)
+    return text
 
 
 def _keys(key: str | None, count: int) -> list[str | None]:

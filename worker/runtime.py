@@ -11,12 +11,13 @@ import socket
 import threading
 from dataclasses import dataclass, field
 from functools import cached_property
+from urllib.parse import urlsplit
 
 import redis
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.config import Settings, load_settings
+from worker.config import ConfigError, Settings, load_settings
 from worker.ledger.db import make_engine, session_factory
 from worker.services.send import SendContext
 from worker.services.throttle import Throttle
@@ -37,8 +38,10 @@ class Runtime:
     def build(cls, settings: Settings) -> Runtime:
         engine = make_engine(settings.database_url)
         throttle = None
-        if settings.broker_url.startswith("redis"):
-            throttle = Throttle(redis.Redis.from_url(settings.broker_url))
+        # A producer-only process builds one too, unused; a worker has passed
+        # require_shared_throttle() at start, so its throttle is there whenever it must be.
+        if settings.throttle_redis_url is not None:
+            throttle = Throttle(redis.Redis.from_url(settings.throttle_redis_url))
         return cls(
             settings=settings,
             engine=engine,
@@ -77,6 +80,32 @@ class Runtime:
             worker=self.worker,
             now=self.settings.now,
         )
+
+
+# Brokers that only ever feed one worker on one machine (the demo's folder of files): there is
+# no other worker to share a rate with, and the demo needs no Redis.
+SINGLE_WORKER_BROKERS = frozenset({"filesystem", "memory"})
+
+
+def require_shared_throttle(settings: Settings) -> None:
+    """Raise ConfigError when a worker on this broker would have no shared throttle.
+
+    The account's rate and the per-number rules hold only when every worker counts in the same
+    Redis. A Redis broker is that Redis; RabbitMQ is not, so SMS_REDIS_URL must name one. Without
+    it each worker would send at the account's full rate and keep the per-number rules to itself:
+    N workers, N times the rate, and the gateway refusing the excess. Failing at start is chosen
+    over a warning because a warning in a busy log lets that go on unnoticed. Producers never
+    throttle and are not held to this: only the worker calls it (a bootstep in worker.celery).
+    """
+    if settings.throttle_redis_url is not None:
+        return
+    if urlsplit(settings.broker_url).scheme in SINGLE_WORKER_BROKERS:
+        return
+    raise ConfigError(
+        "SMS_REDIS_URL: not set, and the broker (SMS_BROKER_URL) is not Redis; the throttle "
+        "every worker shares (the account's rate, the per-number rules) needs a Redis: set "
+        "SMS_REDIS_URL, e.g. redis://localhost:6379/1"
+    )
 
 
 _current: tuple[int, Runtime] | None = None

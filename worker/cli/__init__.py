@@ -7,7 +7,10 @@ import click
 from worker import __version__
 from worker.cli.accounts import accounts
 from worker.cli.batch import batch
+from worker.cli.common import DEBUG_KEY, PROGRAM
 from worker.cli.demo import demo
+from worker.cli.doctor import doctor
+from worker.cli.group import SectionedGroup
 from worker.cli.ledger import ledger
 from worker.cli.migrate import migrate
 from worker.cli.optout import optout
@@ -15,26 +18,50 @@ from worker.cli.receiver import receiver
 from worker.cli.send import send
 from worker.cli.simulator import simulator
 
+# Who uses what: the help lists the commands in these sections, in this order.
+SECTIONS = (
+    ("Sending", ("send", "batch", "optout")),
+    ("Finance", ("ledger",)),
+    ("Operations", ("accounts", "doctor", "migrate", "receiver", "simulator", "demo")),
+)
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="sms-worker")
+
+def _remember_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    ctx.meta[DEBUG_KEY] = value
+    return value
+
+
+@click.group(
+    name=PROGRAM,
+    cls=SectionedGroup,
+    sections=SECTIONS,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.version_option(__version__, prog_name=PROGRAM)
+@click.option(
+    "--debug",
+    is_flag=True,
+    is_eager=True,
+    expose_value=False,
+    callback=_remember_debug,
+    help="On an error, show its traceback above the one-line message.",
+)
 def main() -> None:
     """Send SMS through Tencent Cloud's v5 API, reliably, and run its gateway simulator.
 
+    Configuration comes from SMS_* environment variables (and a .env file). Exit codes: 0 ok,
+    2 bad input (an option, an argument or a setting), 1 failure. Errors are one line on
+    stderr; --debug adds the traceback.
+
     \b
     Examples:
+      sms-worker doctor                     # is everything this worker needs reachable?
       sms-worker simulator --port 8080      # a local gateway for demos and CI
       sms-worker demo                       # a short tour against the simulator
       sms-worker send --to +8613788888888 --template 100001 --param 482913 --param 5 --wait
+      sms-worker --debug accounts           # a traceback with the error, if there is one
     """
 
 
-main.add_command(simulator)
-main.add_command(demo)
-main.add_command(migrate)
-main.add_command(send)
-main.add_command(accounts)
-main.add_command(ledger)
-main.add_command(receiver)
-main.add_command(batch)
-main.add_command(optout)
+for _command in (send, batch, optout, ledger, accounts, doctor, migrate, receiver, simulator, demo):
+    main.add_command(_command)

@@ -7,94 +7,53 @@ account up, then resumes it here, and the sweeper sends what waited.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import click
-from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
-from sqlalchemy import inspect
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from worker.config import ConfigError, Settings, load_settings
+from worker.cli.common import (
+    BAD_INPUT,
+    current_settings,
+    database_option,
+    fail,
+    ledger_sessions,
+)
+from worker.cli.output import CSV, JSON, TABLE, emit, format_option
+from worker.config import ConfigError, Settings
 from worker.ledger import accounts as ledger_accounts
-from worker.ledger.db import database_url, make_engine, session_factory
 from worker.ledger.messages import count_by_status
 from worker.ledger.models import SmsAccount
 from worker.ledger.status import QUEUED
 
-BAD_INPUT = 2
-FAILURE = 1
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-# Where the group keeps its --database-url for the subcommands (ctx.meta is shared by them all).
+# What the group's options hold for its subcommands (ctx.meta is shared by them all).
 _GROUP_DATABASE_URL = "sms_worker.accounts.database_url"
-
-
-def _fail(message: str, code: int) -> click.exceptions.Exit:
-    click.echo(f"sms-worker accounts: {message}", err=True)
-    return click.exceptions.Exit(code)
-
-
-def _first_line(error: BaseException) -> str:
-    # A DBAPI error's text starts with the server's own words; the rest is SQL and a link.
-    original = getattr(error, "orig", None) or error
-    return (str(original).strip().splitlines() or [type(original).__name__])[0]
-
-
-def _database_option(command: F) -> F:
-    option = click.option(
-        "--database-url",
-        "url_option",
-        metavar="URL",
-        help="The ledger database. Default: SMS_DATABASE_URL (sqlite:///sms-ledger.db).",
-    )
-    return option(command)
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except ConfigError as error:
-        raise _fail(str(error), BAD_INPUT) from None
+_GROUP_FORMAT = "sms_worker.accounts.format"
+COLUMNS = (
+    "name", "configured", "sdkappid", "gateway_url", "send_rate", "paused", "paused_code",
+    "paused_reason", "paused_since", "queued",
+)  # fmt: skip
 
 
 @contextmanager
 def _ledger(url_option: str | None, settings: Settings) -> Iterator[Session]:
-    """A session on the ledger named by the option (this command's, else the group's) or setting.
-
-    Any database error ends the command with one line and exit code 1, the password hidden.
-    """
-    group_option = click.get_current_context().meta.get(_GROUP_DATABASE_URL)
-    url = url_option or group_option or settings.database_url
-    source = "--database-url" if url_option or group_option else "SMS_DATABASE_URL"
-    try:
-        database_url(url)
-        shown = make_url(url).render_as_string(hide_password=True)
-    except ArgumentError as error:
-        raise _fail(f"{source}: {error}", BAD_INPUT) from None
-    engine = make_engine(url)
-    try:
-        if not inspect(engine).has_table(SmsAccount.__tablename__):
-            raise _fail(f"{shown}: the ledger is not up to date; run: sms-worker migrate", FAILURE)
-        with session_factory(engine)() as session:
-            yield session
-    except (SQLAlchemyError, OSError) as error:
-        raise _fail(f"{shown}: {_first_line(error)}", FAILURE) from None
-    finally:
-        engine.dispose()
+    """A session on the ledger named by the option (this command's, else the group's) or
+    setting; a database error ends the command with one line and exit code 1."""
+    url = url_option or click.get_current_context().meta.get(_GROUP_DATABASE_URL)
+    ledger = ledger_sessions(url, settings, requires_table=SmsAccount.__tablename__)
+    with ledger as sessions, sessions() as session:
+        yield session
 
 
 def _known(settings: Settings, name: str) -> None:
     if name not in settings.account_names:
         known = ", ".join(settings.account_names)
-        raise _fail(f"unknown account {name!r}; known: {known}", BAD_INPUT)
+        fail(f"unknown account {name!r}; known: {known}", BAD_INPUT)
 
 
 def _queued(session: Session, name: str) -> int:
@@ -140,7 +99,8 @@ def _state(row: dict[str, Any]) -> str:
     else:
         since = datetime.fromisoformat(row["paused_since"]).strftime("%Y-%m-%d %H:%M")
         code = f"code {row['paused_code']}: " if row["paused_code"] else ""
-        state = f"[bold red]paused[/] since {since} UTC\n{code}{row['paused_reason']}"
+        reason = escape(row["paused_reason"] or "")  # people's words, not markup
+        state = f"[bold red]paused[/] since {since} UTC\n{code}{reason}"
     return state if row["configured"] else f"{state}\n(not configured)"
 
 
@@ -165,68 +125,62 @@ def _table(rows: list[dict[str, Any]]) -> Table:
 
 
 @click.group(invoke_without_command=True)
-@_database_option
+@database_option
+@format_option(TABLE, JSON, CSV, default=None)
 @click.pass_context
-def accounts(ctx: click.Context, url_option: str | None) -> None:
+def accounts(ctx: click.Context, url_option: str | None, output_format: str | None) -> None:
     """Show the accounts and whether they are paused; pause or resume one.
 
     A paused account's messages stay queued and go out once it is resumed. The worker pauses an
     account by itself when the gateway answers 1031 (prepaid package exhausted) or 1033
-    (suspended for arrears).
+    (suspended for arrears). Without a subcommand: the list.
 
     \b
     Examples:
       sms-worker accounts                                  # same as: sms-worker accounts list
-      sms-worker accounts list --format json
+      sms-worker accounts --format json
       sms-worker accounts pause shop --reason "contract renewal pending"
       sms-worker accounts resume shop                      # after topping up the package
     """
     ctx.meta[_GROUP_DATABASE_URL] = url_option
+    ctx.meta[_GROUP_FORMAT] = output_format
     if ctx.invoked_subcommand is None:
         ctx.invoke(list_accounts)
 
 
 @accounts.command("list")
-@_database_option
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="A table for people, JSON for scripts.",
-)
-def list_accounts(url_option: str | None = None, output_format: str = "table") -> None:
+@database_option
+@format_option(TABLE, JSON, CSV, default=None)
+def list_accounts(url_option: str | None = None, output_format: str | None = None) -> None:
     """Each configured account: SDKAppID, gateway, send rate, paused or not, queued messages.
 
     \b
     Examples:
       sms-worker accounts list
       sms-worker accounts list --format json | jq '.[] | select(.paused)'
+      sms-worker accounts list --format csv > accounts.csv
     """
-    settings = _settings()
+    settings = current_settings()
+    chosen = output_format or click.get_current_context().meta.get(_GROUP_FORMAT) or TABLE
     with _ledger(url_option, settings) as session:
         paused = ledger_accounts.paused_accounts(session)
         names = [*settings.account_names, *(n for n in paused if n not in settings.account_names)]
         rows = [_account_row(settings, n, paused.get(n), _queued(session, n)) for n in names]
-    if output_format == "json":
-        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
-    else:
-        Console().print(_table(rows))
+    emit(rows, chosen, columns=COLUMNS, table=lambda: _table(rows))
 
 
 @accounts.command()
 @click.argument("name")
 @click.option("--reason", required=True, help="Why, for the people who will resume it.")
-@_database_option
+@database_option
 def pause(name: str, reason: str, url_option: str | None = None) -> None:
     """Stop sending for account NAME; its messages stay queued until it is resumed.
 
     \b
-    Example:
+    Examples:
       sms-worker accounts pause shop --reason "contract renewal pending"
     """
-    settings = _settings()
+    settings = current_settings()
     _known(settings, name)
     with _ledger(url_option, settings) as session:
         paused = ledger_accounts.pause_account(
@@ -249,15 +203,15 @@ def pause(name: str, reason: str, url_option: str | None = None) -> None:
 
 @accounts.command()
 @click.argument("name")
-@_database_option
+@database_option
 def resume(name: str, url_option: str | None = None) -> None:
     """Let account NAME send again; the sweeper publishes its queued messages.
 
     \b
-    Example:
+    Examples:
       sms-worker accounts resume shop
     """
-    settings = _settings()
+    settings = current_settings()
     with _ledger(url_option, settings) as session:
         # A paused account no longer configured may still be resumed, to clear it from the list.
         if name not in ledger_accounts.paused_accounts(session):

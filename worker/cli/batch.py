@@ -7,71 +7,56 @@ an offset are Beijing time.
 
 from __future__ import annotations
 
-import csv
 import io
-import json
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskProgressColumn, TextColumn
 from rich.table import Table
-from sqlalchemy.exc import SQLAlchemyError
+from rich.text import Text
 
 from worker.batches import Batches, BatchStatus
-from worker.config import ConfigError, load_settings
+from worker.cli.common import BAD_INPUT, current_settings, fail, ledger_sessions
+from worker.cli.output import CSV, JSON, TABLE, echo_csv, echo_json, emit, format_option
 from worker.ledger.batch_models import FINISHED, SmsBatch
 from worker.ledger.status import MESSAGE_STATUSES
 from worker.services.batch_import import BatchInputError, ImportProgress, ImportReport
 from worker.services.waits import BEIJING
 from worker.tencent import InvalidInput
 
-BAD_INPUT = 2
-FAILURE = 1
-SHOWN_REJECTIONS = 10
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"sms-worker batch: {message}", err=True)
-    raise click.exceptions.Exit(code)
-
-
-def _first_line(error: BaseException) -> str:
-    original = getattr(error, "orig", None) or error
-    return (str(original).strip().splitlines() or [type(original).__name__])[0]
+REJECTION_COLUMNS = ("line", "reason", "detail", "row")
+SUMMARY_COLUMNS = (
+    "id", "name", "account", "tpl_id", "sign", "params", "status", "start_at", "window_end_at",
+    "total_rows", "accepted", "rejected", "created_at",
+)  # fmt: skip
 
 
 @contextmanager
 def _batches() -> Iterator[Batches]:
     """The ledger's batches; bad input ends with exit code 2, a database error with 1."""
-    try:
-        batches = Batches(load_settings())
-    except ConfigError as error:
-        _fail(str(error), BAD_INPUT)
-    try:
-        yield batches
-    except (BatchInputError, InvalidInput, LookupError) as error:
-        _fail(str(error), BAD_INPUT)
-    except SQLAlchemyError as error:
-        _fail(f"ledger: {_first_line(error)}", FAILURE)
-    finally:
-        batches.close()
+    settings = current_settings()
+    with ledger_sessions(settings=settings, requires_table=SmsBatch.__tablename__) as sessions:
+        try:
+            yield Batches(settings, sessions)
+        except (BatchInputError, InvalidInput, LookupError) as error:
+            fail(str(error), BAD_INPUT, cause=error)
 
 
 def _when(value: str, option: str) -> datetime:
     try:
         moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        _fail(
+    except ValueError as error:
+        fail(
             f"{option}: {value!r} is not a time such as 2026-05-01T09:00 or 2026-05-01 09:00+08:00",
             BAD_INPUT,
+            cause=error,
         )
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=BEIJING)
 
@@ -82,6 +67,10 @@ def _beijing(moment: datetime | None) -> str:
 
 def _batch_id(batches: Batches, given: str) -> uuid.UUID:
     return batches.find(given).id
+
+
+# Any unique prefix of a batch's id names it: the tables show the first 8 characters.
+_batch_argument = click.argument("batch_id", metavar="ID")
 
 
 @click.group()
@@ -153,7 +142,7 @@ def create(
     try:
         raw = open(file, "rb")  # noqa: SIM115 - closed below; its position drives the bar
     except OSError as error:
-        _fail(f"cannot read {file}: {error.strerror}", BAD_INPUT)
+        fail(f"cannot read {file}: {error.strerror}", BAD_INPUT, cause=error)
     with raw, _batches() as batches, _import_bar(raw) as show:
         lines = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
         try:
@@ -163,8 +152,8 @@ def create(
                 start_at=starts, window_end_at=ends, progress=show,
                 name=name or click.format_filename(file, shorten=True),
             )  # fmt: skip
-        except UnicodeDecodeError:
-            _fail(f"{file} is not UTF-8 text", BAD_INPUT)
+        except UnicodeDecodeError as error:
+            fail(f"{file} is not UTF-8 text", BAD_INPUT, cause=error)
     _print_report(report)
 
 
@@ -214,53 +203,70 @@ def _print_report(report: ImportReport) -> None:
 
 
 @batch.command("list")
-@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
-@click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True,
+              help="How many of the newest batches.")  # fmt: skip
+@format_option(TABLE, JSON, CSV)
 def list_batches(limit: int, output_format: str) -> None:
     """The newest batches: state, schedule (Beijing time) and import counts.
 
     \b
-    Example:
+    Examples:
+      sms-worker batch list
       sms-worker batch list --format json | jq '.[] | select(.status == "sending")'
+      sms-worker batch list --limit 100 --format csv > batches.csv
     """
     with _batches() as batches:
         found = batches.recent(limit)
-    if output_format == "json":
-        click.echo(json.dumps([b.summary() for b in found], indent=2, ensure_ascii=False))
-        return
+    emit([b.summary() for b in found], output_format, columns=SUMMARY_COLUMNS,
+         table=lambda: _batches_table(found))  # fmt: skip
+
+
+def _batches_table(found: list[SmsBatch]) -> Table:
     # Ids are cut to 8 characters: any unique prefix names a batch in the other commands.
     table = Table(title="Batches (times in Beijing)", title_justify="left")
     for column in ("id", "name", "account", "status", "start", "window end", "rows", "accepted"):
         table.add_column(column, overflow="fold", no_wrap=column in ("id", "status"))
     for found_batch in found:
         table.add_row(
-            str(found_batch.id)[:8], found_batch.name, found_batch.account, found_batch.status,
-            _beijing(found_batch.start_at), _beijing(found_batch.window_end_at),
-            str(found_batch.total_rows), str(found_batch.accepted),
+            str(found_batch.id)[:8], Text(found_batch.name), found_batch.account,
+            found_batch.status, _beijing(found_batch.start_at),
+            _beijing(found_batch.window_end_at), str(found_batch.total_rows),
+            str(found_batch.accepted),
         )  # fmt: skip
-    Console().print(table)
+    return table
 
 
 @batch.command()
-@click.argument("batch_id", metavar="ID")
+@_batch_argument
 @click.option("--follow", is_flag=True, help="Keep the view live until the batch ends (Ctrl-C).")
-@click.option("--interval", type=click.FloatRange(min=0.2), default=2.0, show_default=True)
-@click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table")
+@click.option("--interval", type=click.FloatRange(min=0.2), default=2.0, show_default=True,
+              metavar="SECONDS", help="How often --follow reads the ledger.")  # fmt: skip
+@format_option(TABLE, JSON, CSV)
 def status(batch_id: str, follow: bool, interval: float, output_format: str) -> None:
     """Where batch ID stands: messages per state and progress. ID may be a unique prefix.
+
+    JSON holds the batch, its messages by state and its rejections by reason; CSV is one row:
+    the batch, then a column per message state.
 
     \b
     Examples:
       sms-worker batch status 3f2a
       sms-worker batch status 3f2a --follow
+      sms-worker batch status 3f2a --format json | jq .messages
     """
+    if follow and output_format != TABLE:
+        fail("--follow shows a live table; leave out --format", BAD_INPUT)
     with _batches() as batches:
         found = _batch_id(batches, batch_id)
         current = batches.status(found)
-        if output_format == "json":
-            summary = {**current.batch.summary(), "messages": current.messages,
-                       "rejections": current.rejections}  # fmt: skip
-            click.echo(json.dumps(summary, indent=2, ensure_ascii=False))
+        if output_format == JSON:
+            echo_json({**current.batch.summary(), "messages": current.messages,
+                       "rejections": current.rejections})  # fmt: skip
+            return
+        if output_format == CSV:
+            counts = {state: current.messages.get(state, 0) for state in MESSAGE_STATUSES}
+            echo_csv([{**current.batch.summary(), **counts}],
+                     [*SUMMARY_COLUMNS, *MESSAGE_STATUSES])  # fmt: skip
             return
         if not follow:
             Console().print(_status_view(current))
@@ -312,36 +318,40 @@ def _status_view(current: BatchStatus) -> Group:
 
 
 @batch.command()
-@click.argument("batch_id", metavar="ID")
+@_batch_argument
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many. Default: all.")
-def rejections(batch_id: str, limit: int | None) -> None:
-    """The rows batch ID turned away, as CSV: line, reason, detail, row.
+@format_option(CSV, JSON, default=CSV)
+def rejections(batch_id: str, limit: int | None, output_format: str) -> None:
+    """The rows batch ID turned away: line, reason, detail, row (CSV unless --format json).
 
     \b
-    Example:
+    Examples:
       sms-worker batch rejections 3f2a > rejected.csv
+      sms-worker batch rejections 3f2a --format json | jq 'group_by(.reason)'
     """
     with _batches() as batches:
-        rows = batches.rejections(_batch_id(batches, batch_id), limit)
-    writer = csv.writer(sys.stdout)
-    writer.writerow(["line", "reason", "detail", "row"])
-    for row in rows:
-        writer.writerow([row.line_no, row.reason, row.detail, row.raw])
+        found = batches.rejections(_batch_id(batches, batch_id), limit)
+    rows = [{"line": r.line_no, "reason": r.reason, "detail": r.detail, "row": r.raw}
+            for r in found]  # fmt: skip
+    if output_format == JSON:
+        echo_json(rows)
+    else:
+        echo_csv(rows, REJECTION_COLUMNS)
 
 
 @batch.command()
-@click.argument("batch_id", metavar="ID")
+@_batch_argument
 def pause(batch_id: str) -> None:
     """Stop dispatching batch ID; chunks already handed out finish, the rest waits.
 
     \b
-    Example:
+    Examples:
       sms-worker batch pause 3f2a
     """
     with _batches() as batches:
         found = batches.find(batch_id)
         if not batches.pause(found.id):
-            _fail(
+            fail(
                 f"batch {found.id} is {found.status}; only a scheduled or sending one pauses",
                 BAD_INPUT,
             )
@@ -349,33 +359,33 @@ def pause(batch_id: str) -> None:
 
 
 @batch.command()
-@click.argument("batch_id", metavar="ID")
+@_batch_argument
 def resume(batch_id: str) -> None:
     """Dispatch paused batch ID again from where it stopped.
 
     \b
-    Example:
+    Examples:
       sms-worker batch resume 3f2a
     """
     with _batches() as batches:
         found = batches.find(batch_id)
         if not batches.resume(found.id):
-            _fail(f"batch {found.id} is {found.status}, not paused", BAD_INPUT)
+            fail(f"batch {found.id} is {found.status}, not paused", BAD_INPUT)
     click.echo(f"resumed batch {found.id}")
 
 
 @batch.command()
-@click.argument("batch_id", metavar="ID")
+@_batch_argument
 def cancel(batch_id: str) -> None:
     """Cancel batch ID: its queued messages end cancelled now; chunks in flight finish.
 
     \b
-    Example:
+    Examples:
       sms-worker batch cancel 3f2a
     """
     with _batches() as batches:
         found = batches.find(batch_id)
         cancelled = batches.cancel(found.id)
         if cancelled is None:
-            _fail(f"batch {found.id} is {found.status}; it cannot be cancelled", BAD_INPUT)
+            fail(f"batch {found.id} is {found.status}; it cannot be cancelled", BAD_INPUT)
     click.echo(f"cancelled batch {found.id}: {cancelled} queued message(s) will not be sent")

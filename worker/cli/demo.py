@@ -50,7 +50,7 @@ def demo(keep: bool) -> None:
     messages and every attempt, and stops everything it started.
 
     \b
-    Example:
+    Examples:
       sms-worker demo
       sms-worker demo --keep     # then open the ledger with: sqlite3 <folder>/sms-ledger.db
     """
@@ -122,12 +122,12 @@ def _enqueue(server: SimulatorServer, console: Console) -> list[uuid.UUID]:
     code = f"{secrets.randbelow(10**6):06d}"
     table = Table(title="Enqueued", title_justify="left")
     for column in ("what", "to", "message id"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=True)
     ids: list[uuid.UUID] = []
 
     def add(what: str, to: list[str], **options: Any) -> None:
         for number, enqueued in zip(to, producer.enqueue_many(to, **options), strict=True):
-            table.add_row(what, number, str(enqueued.id))
+            table.add_row(what, number, f"{str(enqueued.id)[:8]}…")
             ids.append(enqueued.id)
 
     add(
@@ -190,21 +190,26 @@ def _print_ledger(ids: list[uuid.UUID], url: str, console: Console) -> None:
     engine = make_engine(url)
     message_table = Table(title="sms_messages", title_justify="left")
     for column in ("to", "kind", "status", "tries", "result", "fee", "sid"):
-        message_table.add_column(column, overflow="fold", no_wrap=column in ("to", "status"))
+        # A sid is recognisable by its start; the whole row stays on one 80-column line.
+        message_table.add_column(
+            column, no_wrap=True, overflow="ellipsis", max_width=12 if column == "sid" else None
+        )
     attempt_table = Table(title="sms_attempts", title_justify="left")
     for column in ("to", "#", "api", "http", "result", "outcome", "ms"):
-        attempt_table.add_column(column, overflow="fold", no_wrap=column == "to")
+        attempt_table.add_column(column, no_wrap=True)
+    reasons: list[str] = []
     with session_factory(engine)() as session:
         for id_ in ids:
             row = messages.get_message(session, id_)
             if row is None:
                 continue
             to = f"+{row.nationcode}{row.mobile}"
-            result = _text(row.result) if row.result == 0 else f"{_text(row.result)} {row.reason}"
             message_table.add_row(
-                to, row.kind, row.status, str(row.attempt_count), result, _text(row.fee),
-                row.sid or "",
+                to, row.kind, row.status, str(row.attempt_count), _text(row.result),
+                _text(row.fee), row.sid or "",
             )  # fmt: skip
+            if row.reason:
+                reasons.append(f"{to} {row.status}: {row.reason}")
             for attempt in attempts.attempts_for(session, id_):
                 attempt_table.add_row(
                     to, str(attempt.attempt_no), attempt.api, _text(attempt.http_status),
@@ -212,6 +217,8 @@ def _print_ledger(ids: list[uuid.UUID], url: str, console: Console) -> None:
                 )  # fmt: skip
     engine.dispose()
     console.print(message_table)
+    for reason in reasons:
+        console.print(f"  {reason}", markup=False, highlight=False)
     console.print(attempt_table)
 
 

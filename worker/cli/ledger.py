@@ -12,35 +12,33 @@ import csv
 import json
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import IO, Any
 
 import click
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn
-from sqlalchemy import inspect
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.cli.ledger_report import csv_cell, plain, report_json, report_lines, summary_table
-from worker.config import ConfigError, Settings, load_settings
-from worker.ledger.db import database_url, make_engine, session_factory
+from worker.cli.common import (
+    BAD_INPUT,
+    FAILURE,
+    current_settings,
+    database_option,
+    fail,
+    ledger_sessions,
+)
+from worker.cli.ledger_report import report_json, report_lines, summary_table
+from worker.cli.output import CSV, JSON, TABLE, csv_cell, echo_json, emit, format_option, plain
+from worker.config import ConfigError, Settings
 from worker.ledger.usage_models import SmsDailyUsage
 from worker.services import finance
 from worker.services.waits import BEIJING
 from worker.tencent import GatewayError, SmsClient
 
-BAD_INPUT = 2
-FAILURE = 1
 PROGRESS_EVERY = 1000  # rows between two updates of the export's progress line
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"sms-worker ledger: {message}", err=True)
-    raise click.exceptions.Exit(code)
 
 
 def _moment(ctx: click.Context, param: click.Parameter, value: str) -> datetime:
@@ -75,49 +73,21 @@ def _period_options(command: Any) -> Any:
     )(command)  # fmt: skip
 
 
-def _database_option(command: Any) -> Any:
-    return click.option(
-        "--database-url",
-        "url_option",
-        metavar="URL",
-        help="The ledger database. Default: SMS_DATABASE_URL (sqlite:///sms-ledger.db).",
-    )(command)
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except ConfigError as error:
-        _fail(str(error), BAD_INPUT)
-
-
-@contextmanager
-def _ledger(url_option: str | None, settings: Settings) -> Iterator[sessionmaker[Session]]:
+def _ledger(
+    url_option: str | None, settings: Settings
+) -> AbstractContextManager[sessionmaker[Session]]:
     """Sessions on the ledger; a database error ends the command with one line, exit 1."""
-    url = url_option or settings.database_url
-    try:
-        database_url(url)
-        shown = make_url(url).render_as_string(hide_password=True)
-    except ArgumentError as error:
-        _fail(f"{'--database-url' if url_option else 'SMS_DATABASE_URL'}: {error}", BAD_INPUT)
-    engine = make_engine(url)
-    try:
-        if not inspect(engine).has_table(SmsDailyUsage.__tablename__):
-            _fail(f"{shown}: the ledger is not up to date; run: sms-worker migrate", FAILURE)
-        yield session_factory(engine)
-    except (SQLAlchemyError, OSError) as error:
-        original = getattr(error, "orig", None) or error
-        _fail(f"{shown}: {(str(original).strip().splitlines() or ['error'])[0]}", FAILURE)
-    finally:
-        engine.dispose()
+    return ledger_sessions(url_option, settings, requires_table=SmsDailyUsage.__tablename__)
 
 
 @click.group()
 def ledger() -> None:
     """Finance's view of the ledger: summaries, exports, reconciliation with the gateway.
 
+    Days are Beijing calendar days; --from is included, --to is excluded.
+
     \b
-    Days are Beijing calendar days; --to is excluded:
+    Examples:
       sms-worker ledger summary --from 2026-11-01 --to 2026-12-01 --by day,account
       sms-worker ledger export --from 2026-11-24 --to 2026-11-25 --what attempts --output a.csv
       sms-worker ledger reconcile --from 2026-11-24 --to 2026-11-25
@@ -133,16 +103,10 @@ def ledger() -> None:
     metavar="DIMENSIONS",
     help=f"Comma-separated grouping: {','.join(finance.DIMENSIONS)}. Default: totals only.",
 )
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["table", "csv", "json"]),
-    default="table",
-    show_default=True,
-)
+@format_option(TABLE, CSV, JSON)
 @click.option("--prices", is_flag=True, help="Price the billed segments (table sms_prices).")
 @click.option("--account", "accounts", multiple=True, help="Only this account; repeatable.")
-@_database_option
+@database_option
 def summary(
     start: datetime,
     end: datetime,
@@ -172,7 +136,7 @@ def summary(
             f"unknown {', '.join(unknown)}; use {','.join(finance.DIMENSIONS)}",
             param_hint="'--by'",
         )
-    settings = _settings()
+    settings = current_settings()
     with _ledger(url_option, settings) as sessions:
         price_list = finance.PriceList.load(sessions) if prices else None
         try:
@@ -180,30 +144,23 @@ def summary(
                 sessions, start, end, by=dimensions, accounts=accounts or None, prices=price_list
             )
         except ValueError as error:
-            _fail(str(error), FAILURE)
+            fail(str(error), FAILURE, cause=error)
     records = [row.as_dict(priced=prices) for row in rows]
     columns = finance.summary_columns(dimensions, priced=prices)
-    if output_format == "json":
-        click.echo(json.dumps(records, indent=2, ensure_ascii=False))
-    elif output_format == "csv":
-        writer = csv.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows({name: csv_cell(value) for name, value in r.items()} for r in records)
-    else:
-        Console().print(summary_table(columns, records, start, end))
+    emit(records, output_format, columns=columns,
+         table=lambda: summary_table(columns, records, start, end))  # fmt: skip
 
 
 @ledger.command()
 @_period_options
 @click.option("--what", type=click.Choice(finance.EXPORTS), required=True,
               help="Messages (by creation) or attempts (by start).")  # fmt: skip
-@click.option("--format", "output_format", type=click.Choice(["csv", "jsonl"]), default="csv",
-              show_default=True, help="CSV with a header, or one JSON object a line.")  # fmt: skip
+@format_option(CSV, "jsonl", default=CSV)
 @click.option(
     "--output", type=click.Path(dir_okay=False, path_type=Path), help="A file; default stdout."
 )
 @click.option("--account", "accounts", multiple=True, help="Only this account; repeatable.")
-@_database_option
+@database_option
 def export(
     start: datetime,
     end: datetime,
@@ -225,7 +182,7 @@ def export(
           --format jsonl --output attempts.jsonl
     """
     start, end = _period(start, end)
-    settings = _settings()
+    settings = current_settings()
     with _ledger(url_option, settings) as sessions:
         rows = finance.export(sessions, what, start, end, accounts=accounts or None)
         if output is None:
@@ -235,7 +192,7 @@ def export(
                 with output.open("w", encoding="utf-8", newline="") as file:
                     written = _write(rows, what, output_format, file)
             except OSError as error:
-                _fail(f"--output: cannot write {output}: {error.strerror}", FAILURE)
+                fail(f"--output: cannot write {output}: {error.strerror}", FAILURE, cause=error)
     click.echo(f"{written} {what} exported", err=True)
 
 
@@ -289,9 +246,8 @@ def _write(rows: Iterator[dict[str, Any]], what: str, output_format: str, file: 
 )
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True,
               help="Items listed per kind of problem.")  # fmt: skip
-@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text",
-              show_default=True, help="Lines for people, JSON for scripts.")  # fmt: skip
-@_database_option
+@format_option("text", JSON, default="text")
+@database_option
 def reconcile(
     start: datetime,
     end: datetime,
@@ -322,15 +278,15 @@ def reconcile(
       100003 = "尊敬的{1}，您的订单{2}已于{3}发货..."
     """
     start, end = _period(start, end)
-    settings = _settings()
+    settings = current_settings()
     try:
         chosen = settings.account(account)
     except ConfigError as error:
-        _fail(f"--account: {error}", BAD_INPUT)
+        fail(f"--account: {error}", BAD_INPUT, cause=error)
     try:
         book = finance.TemplateBook.load(templates) if templates else None
     except ValueError as error:
-        _fail(f"--templates: {error}", BAD_INPUT)
+        fail(f"--templates: {error}", BAD_INPUT, cause=error)
     names = []
     for name in settings.account_names:
         try:
@@ -348,11 +304,11 @@ def reconcile(
                 orphan_grace=timedelta(hours=orphan_after_hours), limit=limit,
             )  # fmt: skip
         except GatewayError as error:
-            _fail(f"the gateway did not give its figures: {error}", FAILURE)
+            fail(f"the gateway did not give its figures: {error}", FAILURE, cause=error)
         except ValueError as error:
-            _fail(str(error), BAD_INPUT)
-    if output_format == "json":
-        click.echo(json.dumps(report_json(result), indent=2, ensure_ascii=False))
+            fail(str(error), BAD_INPUT, cause=error)
+    if output_format == JSON:
+        echo_json(report_json(result))
     else:
         header = f"Account {chosen.name} (sdkappid {chosen.sdkappid}; ledger accounts: "
         click.echo(header + f"{', '.join(names)})")
@@ -365,7 +321,7 @@ def reconcile(
 @ledger.command()
 @click.option("--days", type=click.IntRange(min=1, max=366), default=7, show_default=True,
               help="Today (Beijing) and the days before it.")  # fmt: skip
-@_database_option
+@database_option
 def rollup(days: int, url_option: str | None) -> None:
     """Recompute the daily usage rollup (sms_daily_usage) of the last DAYS Beijing days.
 
@@ -373,10 +329,10 @@ def rollup(days: int, url_option: str | None) -> None:
     after importing old data or to refresh older days.
 
     \b
-    Example:
+    Examples:
       sms-worker ledger rollup --days 31
     """
-    settings = _settings()
+    settings = current_settings()
     chosen = finance.trailing_days(days)
     with _ledger(url_option, settings) as sessions:
         written = finance.rollup(sessions, chosen)

@@ -3,37 +3,19 @@ scripts. Times are shown in Beijing time, and written in ISO 8601 with their off
 
 from __future__ import annotations
 
-import json
-import uuid
 from collections.abc import Iterator
 from dataclasses import asdict
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import phonenumbers
 from rich.table import Table
 
+from worker.cli.output import plain
 from worker.ledger.usage import FIGURES
 from worker.services.reconcile import HourCheck, Reconciliation
 from worker.services.waits import BEIJING
-
-
-def plain(value: Any) -> Any:
-    """A value as JSON holds it: times in ISO 8601, ids and money as text."""
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, uuid.UUID | Decimal):
-        return str(value)
-    return value
-
-
-def csv_cell(value: Any) -> Any:
-    value = plain(value)
-    if isinstance(value, list | dict):
-        return json.dumps(value, ensure_ascii=False)
-    return "" if value is None else value
-
 
 # Short headers, so a grouped summary fits a terminal.
 _LABELS = {

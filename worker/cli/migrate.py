@@ -4,35 +4,21 @@ from __future__ import annotations
 
 import click
 from alembic.util.exc import CommandError
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
-from worker.config import ConfigError, load_settings
+from worker.cli.common import (
+    BAD_INPUT,
+    FAILURE,
+    checked_database_url,
+    database_option,
+    fail,
+    first_line,
+)
 from worker.ledger import migrate as migrations
-from worker.ledger.db import database_url
-
-BAD_INPUT = 2
-FAILURE = 1
-
-
-def _fail(message: str, code: int) -> click.exceptions.Exit:
-    click.echo(f"sms-worker migrate: {message}", err=True)
-    return click.exceptions.Exit(code)
-
-
-def _first_line(error: BaseException) -> str:
-    # A DBAPI error's text starts with the server's own words; the rest is SQL and a link.
-    original = getattr(error, "orig", None) or error
-    return (str(original).strip().splitlines() or [type(original).__name__])[0]
 
 
 @click.command()
-@click.option(
-    "--database-url",
-    "url_option",
-    metavar="URL",
-    help="The ledger database. Default: SMS_DATABASE_URL (sqlite:///sms-ledger.db).",
-)
+@database_option
 @click.option("--revision", default="head", show_default=True, help="Upgrade to this revision.")
 @click.option(
     "--downgrade",
@@ -59,18 +45,8 @@ def migrate(
       sms-worker migrate --downgrade 0001
     """
     if downgrade_to is not None and revision != "head":
-        raise _fail("give --revision or --downgrade, not both", BAD_INPUT)
-    url, source = url_option, "--database-url"
-    if url is None:
-        try:
-            url, source = load_settings().database_url, "SMS_DATABASE_URL"
-        except ConfigError as error:
-            raise _fail(str(error), BAD_INPUT) from None
-    try:
-        database_url(url)  # refuses what the ledger cannot run on
-        shown = make_url(url).render_as_string(hide_password=True)
-    except ArgumentError as error:
-        raise _fail(f"{source}: {error}", BAD_INPUT) from None
+        fail("give --revision or --downgrade, not both", BAD_INPUT)
+    url, shown = checked_database_url(url_option, None)
 
     try:
         if show:
@@ -92,6 +68,6 @@ def migrate(
         change = f"already at {after}" if after == before else f"{before or 'empty'} -> {after}"
         click.echo(f"{shown}: {change}")
     except CommandError as error:
-        raise _fail(str(error), BAD_INPUT) from None
+        fail(str(error), BAD_INPUT, cause=error)
     except (SQLAlchemyError, OSError) as error:
-        raise _fail(f"{shown}: {_first_line(error)}", FAILURE) from None
+        fail(f"{shown}: {first_line(error)}", FAILURE, cause=error)

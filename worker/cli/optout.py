@@ -7,53 +7,35 @@ a batch is imported and again when each message is sent.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import NoReturn
 
 import click
-from rich.console import Console
 from rich.table import Table
-from sqlalchemy.exc import SQLAlchemyError
+from rich.text import Text
 from sqlalchemy.orm import Session
 
-from worker.config import ConfigError, load_settings
-from worker.ledger.db import make_engine, session_factory
+from worker.cli.common import BAD_INPUT, fail, ledger_sessions
+from worker.cli.output import CSV, JSON, TABLE, emit, format_option
 from worker.ledger.optouts import add_opt_out, list_opt_outs, remove_opt_out
+from worker.ledger.report_models import SmsOptOut
 from worker.tencent import InvalidInput, Phone, parse_phone
 
-BAD_INPUT = 2
-FAILURE = 1
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"sms-worker optout: {message}", err=True)
-    raise click.exceptions.Exit(code)
+COLUMNS = ("number", "source", "reason", "since")
 
 
 @contextmanager
 def _ledger() -> Iterator[Session]:
-    try:
-        settings = load_settings()
-    except ConfigError as error:
-        _fail(str(error), BAD_INPUT)
-    engine = make_engine(settings.database_url)
-    try:
-        with session_factory(engine)() as session:
-            yield session
-    except SQLAlchemyError as error:
-        original = getattr(error, "orig", None) or error
-        _fail(f"ledger: {(str(original).strip().splitlines() or ['error'])[0]}", FAILURE)
-    finally:
-        engine.dispose()
+    with ledger_sessions(requires_table=SmsOptOut.__tablename__) as sessions, sessions() as session:
+        yield session
 
 
 def _phones(numbers: tuple[str, ...], nationcode: str | None) -> list[Phone]:
     try:
         return [parse_phone(number, nationcode) for number in numbers]
     except InvalidInput as error:
-        _fail(str(error), BAD_INPUT)
+        option = "--nationcode" if error.field == "nationcode" else "NUMBER"
+        fail(f"{option}: {error.problem}", BAD_INPUT, cause=error)
 
 
 _numbers = click.argument("numbers", nargs=-1, required=True, metavar="NUMBER...")
@@ -77,7 +59,13 @@ def optout() -> None:
 @_nationcode
 @click.option("--reason", default="", help="Why, for the people who read the list.")
 def add(numbers: tuple[str, ...], nationcode: str | None, reason: str) -> None:
-    """Opt NUMBER... out of marketing (E.164, or national with --nationcode)."""
+    """Opt NUMBER... out of marketing (E.164, or national with --nationcode).
+
+    \b
+    Examples:
+      sms-worker optout add +8613788888888 --reason "asked by phone"
+      sms-worker optout add 13788888888 13700000001 --nationcode 86
+    """
     phones = _phones(numbers, nationcode)
     with _ledger() as session:
         added = [p for p in phones if add_opt_out(session, p.nationcode, p.mobile,
@@ -90,7 +78,13 @@ def add(numbers: tuple[str, ...], nationcode: str | None, reason: str) -> None:
 @_numbers
 @_nationcode
 def remove(numbers: tuple[str, ...], nationcode: str | None) -> None:
-    """Take NUMBER... off the list: they may receive marketing again."""
+    """Take NUMBER... off the list: they may receive marketing again.
+
+    \b
+    Examples:
+      sms-worker optout remove +8613788888888
+      sms-worker optout remove 13788888888 --nationcode 86
+    """
     phones = _phones(numbers, nationcode)
     with _ledger() as session:
         removed = [p for p in phones if remove_opt_out(session, p.nationcode, p.mobile)]
@@ -100,21 +94,28 @@ def remove(numbers: tuple[str, ...], nationcode: str | None) -> None:
 
 @optout.command("list")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many. Default: all.")
-@click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table")
+@format_option(TABLE, JSON, CSV)
 def list_command(limit: int | None, output_format: str) -> None:
-    """The opted-out numbers, newest first, with where each came from."""
+    """The opted-out numbers, newest first, with where each came from.
+
+    \b
+    Examples:
+      sms-worker optout list --limit 20
+      sms-worker optout list --format csv > opted-out.csv
+    """
     with _ledger() as session:
         rows = [
             {"number": f"+{row.nationcode}{row.mobile}", "source": row.source,
              "reason": row.reason, "since": row.created_at.isoformat(timespec="seconds")}
             for row in list_opt_outs(session, limit=limit)
         ]  # fmt: skip
-    if output_format == "json":
-        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
-        return
+    emit(rows, output_format, columns=COLUMNS, table=lambda: _table(rows))
+
+
+def _table(rows: list[dict[str, str]]) -> Table:
     table = Table(title="Opted out of marketing", title_justify="left")
-    for column in ("number", "source", "reason", "since"):
+    for column in COLUMNS:
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(row["number"], row["source"], row["reason"], row["since"])
-    Console().print(table)
+        table.add_row(*(Text(row[column]) for column in COLUMNS))  # text, not markup
+    return table

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-import logging
-
 import click
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from worker.config import ConfigError, load_settings
+from worker.cli.common import (
+    BAD_INPUT,
+    FAILURE,
+    current_settings,
+    fail,
+    listen_options,
+    log_level_option,
+)
 from worker.ledger import migrate as migrations
 from worker.ledger.db import make_engine, session_factory
+from worker.logs import configure_logging, known_secrets
 from worker.receiver import (
     DEFAULT_MAX_BODY_BYTES,
     AsgiServer,
@@ -20,30 +26,11 @@ from worker.receiver import (
     serve_forever,
 )
 
-BAD_INPUT = 2
-FAILURE = 1
 MASK = "********"
 
 
-def _fail(message: str, code: int) -> click.exceptions.Exit:
-    click.echo(f"sms-worker receiver: {message}", err=True)
-    return click.exceptions.Exit(code)
-
-
 @click.command()
-@click.option(
-    "--host",
-    default="127.0.0.1",
-    show_default=True,
-    help="Address to listen on. Example: --host 0.0.0.0 behind a TLS-terminating proxy.",
-)
-@click.option(
-    "--port",
-    type=click.IntRange(0, 65535),
-    default=8090,
-    show_default=True,
-    help="Port to listen on; 0 picks a free one and prints it. Example: --port 9000",
-)
+@listen_options(port=8090, host_example="behind a TLS-terminating proxy")
 @click.option(
     "--token",
     metavar="TOKEN",
@@ -58,14 +45,21 @@ def _fail(message: str, code: int) -> click.exceptions.Exit:
     show_default=True,
     help="Larger bodies are refused with 413. Example: --max-body-bytes 262144",
 )
+@log_level_option
 @click.option(
-    "--log-level",
-    type=click.Choice(["debug", "info", "warning", "error"]),
-    default="info",
-    show_default=True,
-    help="Server log level. Example: --log-level warning",
+    "--metrics/--no-metrics",
+    default=None,
+    help="Serve Prometheus metrics at GET /metrics (no token). Default: SMS_RECEIVER_METRICS, "
+    "on unless set to false. Example: --no-metrics",
 )
-def receiver(host: str, port: int, token: str | None, max_body_bytes: int, log_level: str) -> None:
+def receiver(
+    host: str,
+    port: int,
+    token: str | None,
+    max_body_bytes: int,
+    log_level: str,
+    metrics: bool | None,
+) -> None:
     """Receive delivery reports and replies pushed by the gateway, into the ledger.
 
     Give the gateway's console the two URLs it prints: status reports go to
@@ -81,26 +75,28 @@ def receiver(host: str, port: int, token: str | None, max_body_bytes: int, log_l
       sms-worker receiver --host 0.0.0.0 --port 9000
       sms-worker simulator --callback-url http://127.0.0.1:8090/callbacks/$SMS_RECEIVER_TOKEN
     """
-    try:
-        settings = load_settings()
-    except ConfigError as error:
-        raise _fail(str(error), BAD_INPUT) from None
+    settings = current_settings()
     if token is None and settings.receiver_token is not None:
         token = settings.receiver_token.get_secret_value()
     if not token:
-        raise _fail("no token: set SMS_RECEIVER_TOKEN (or give --token)", BAD_INPUT)
+        fail("no token: set SMS_RECEIVER_TOKEN (or give --token)", BAD_INPUT)
     try:
         check_token(token)
     except ValueError as error:
-        raise _fail(str(error), BAD_INPUT) from None
+        fail(str(error), BAD_INPUT, cause=error)
 
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    # Text or JSON (SMS_LOG_FORMAT); phone numbers masked, the token and appkeys never written.
+    configure_logging(
+        level=log_level, log_format=settings.log_format, secrets=[*known_secrets(settings), token]
     )
+    if metrics is None:
+        metrics = settings.receiver_metrics
     ledger = make_url(settings.database_url).render_as_string(hide_password=True)
     _warn_if_not_migrated(settings.database_url, ledger)
     engine = make_engine(settings.database_url)
-    app = make_receiver_app(session_factory(engine), token, max_body_bytes=max_body_bytes)
+    app = make_receiver_app(
+        session_factory(engine), token, max_body_bytes=max_body_bytes, metrics=metrics
+    )
 
     def announce(server: AsgiServer) -> None:
         base = f"{server.url}/callbacks/{MASK}"
@@ -109,12 +105,15 @@ def receiver(host: str, port: int, token: str | None, max_body_bytes: int, log_l
         click.echo(f"  replies:        {base}/reply")
         click.echo(f"  ({MASK} stands for the token; the gateway needs the full URLs)")
         click.echo(f"  health:         {server.url}/healthz")
+        if metrics:
+            click.echo(f"  metrics:        {server.url}/metrics")
         click.echo("  stop with Ctrl-C")
 
     try:
-        serve_forever(app, host=host, port=port, log_level=log_level, on_started=announce)
+        server = AsgiServer(app, host=host, port=port, log_level=log_level, name="receiver")
+        serve_forever(server, on_started=announce)
     except ServerError as error:
-        raise _fail(f"{error} (is the port already in use?)", FAILURE) from None
+        fail(f"{error} (is the port already in use?)", FAILURE, cause=error)
     finally:
         engine.dispose()
 

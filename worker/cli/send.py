@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import NoReturn
 
 import click
 from rich.console import Console
@@ -17,15 +16,13 @@ from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.config import ConfigError, load_settings
+from worker.cli.common import BAD_INPUT, FAILURE, current_settings, fail, first_line
 from worker.ledger import attempts, messages
 from worker.ledger.db import make_engine, session_factory
 from worker.ledger.models import SmsMessage
 from worker.ledger.status import CLAIMABLE, DELIVERED, KINDS, NOTIFICATION, SENT
 from worker.tencent import InvalidInput
 
-BAD_INPUT = 2
-FAILURE = 1
 POLL_SECONDS = 0.2
 # A message that ends here went out; anything else that is settled did not (or may not have).
 SUCCEEDED = frozenset({SENT, DELIVERED})
@@ -45,21 +42,11 @@ _OPTION_OF_FIELD = {
 }
 
 
-def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"sms-worker send: {message}", err=True)
-    raise click.exceptions.Exit(code)
-
-
 def _option_of(field: str) -> str:
     name, _, index = field.partition("[")
     option = _OPTION_OF_FIELD.get(name, name)
     # params[0] is the first --param the user gave.
     return f"{option} #{int(index.rstrip(']')) + 1}" if index.rstrip("]").isdigit() else option
-
-
-def _first_line(error: BaseException) -> str:
-    original = getattr(error, "orig", None) or error
-    return (str(original).strip().splitlines() or [type(original).__name__])[0]
 
 
 @click.command()
@@ -134,10 +121,7 @@ def send(
       sms-worker send --to +8613788888888 --template 19 --param 验证码 --param 1234 \\
           --param 4 --key order-1001-shipped      # again with the same key: nothing more
     """
-    try:
-        settings = load_settings()
-    except ConfigError as error:
-        _fail(str(error), BAD_INPUT)
+    settings = current_settings()
 
     # Imported here: worker.tasks builds the module-level Celery app from the environment.
     from worker.celery import make_app
@@ -155,22 +139,24 @@ def send(
                 nationcode=nationcode, account=account, idempotency_key=idempotency_key,
             )  # fmt: skip
         except InvalidInput as error:
-            _fail(f"{_option_of(error.field)}: {error.problem}", BAD_INPUT)
+            fail(f"{_option_of(error.field)}: {error.problem}", BAD_INPUT, cause=error)
         console = Console()
         if enqueued.created:
             console.print(f"{enqueued.id} {enqueued.status}")
         else:
             console.print(f"{enqueued.id} {enqueued.status} (already enqueued with this --key)")
         if wait:
-            message = _wait_settled(sessions, enqueued.id, timeout)
+            # A spinner on a terminal; nothing when the output goes to a file or a pipe.
+            with console.status(f"waiting up to {timeout:g} s for a worker to send it..."):
+                message = _wait_settled(sessions, enqueued.id, timeout)
             console.print(_summary(message))
             console.print(_attempts_table(sessions, message.id))
             if message.status in CLAIMABLE:
-                _fail(f"still {message.status} after {timeout:g} s", FAILURE)
+                fail(f"still {message.status} after {timeout:g} s", FAILURE)
             if message.status not in SUCCEEDED:
-                _fail(f"{message.status}: {message.reason or message.errmsg or ''}", FAILURE)
+                fail(f"{message.status}: {message.reason or message.errmsg or ''}", FAILURE)
     except SQLAlchemyError as error:
-        _fail(f"ledger: {_first_line(error)}", FAILURE)
+        fail(f"ledger: {first_line(error)}", FAILURE, cause=error)
     finally:
         celery_app.close()
         engine.dispose()

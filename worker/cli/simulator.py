@@ -6,17 +6,10 @@ from pathlib import Path
 
 import click
 
+from worker.cli.common import BAD_INPUT, FAILURE, fail, listen_options, log_level_option
 from worker.simulator.config import ConfigError, SimulatorConfig, load_config
 from worker.simulator.defaults import DEFAULT_SDKAPPID
 from worker.simulator.server import SimulatorServer, SimulatorServerError, run_forever
-
-BAD_INPUT = 2
-FAILURE = 1
-
-
-def _fail(message: str, code: int) -> click.exceptions.Exit:
-    click.echo(f"sms-worker simulator: {message}", err=True)
-    return click.exceptions.Exit(code)
 
 
 def _read_appkey(path: Path) -> str:
@@ -24,26 +17,14 @@ def _read_appkey(path: Path) -> str:
         appkey = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
         problem = type(exc).__name__
-        raise _fail(f"cannot read the appkey file {path}: {problem}", BAD_INPUT) from None
+        fail(f"cannot read the appkey file {path}: {problem}", BAD_INPUT, cause=exc)
     if not appkey:
-        raise _fail(f"the appkey file {path} is empty", BAD_INPUT)
+        fail(f"the appkey file {path} is empty", BAD_INPUT)
     return appkey
 
 
 @click.command()
-@click.option(
-    "--host",
-    default="127.0.0.1",
-    show_default=True,
-    help="Address to listen on. Example: --host 0.0.0.0 to serve other machines.",
-)
-@click.option(
-    "--port",
-    type=click.IntRange(0, 65535),
-    default=8080,
-    show_default=True,
-    help="Port to listen on; 0 picks a free one and prints it. Example: --port 9000",
-)
+@listen_options(port=8080, host_example="to serve other machines")
 @click.option(
     "--sdkappid",
     envvar="SMS_SDKAPPID",
@@ -83,13 +64,7 @@ def _read_appkey(path: Path) -> str:
     help="Where delivery reports and replies are pushed. "
     "Example: --callback-url http://127.0.0.1:8000/sms/callback/SECRET",
 )
-@click.option(
-    "--log-level",
-    type=click.Choice(["debug", "info", "warning", "error"]),
-    default="info",
-    show_default=True,
-    help="Server log level. Example: --log-level warning",
-)
+@log_level_option
 def simulator(
     host: str,
     port: int,
@@ -120,11 +95,11 @@ def simulator(
             config_path, sdkappid=sdkappid, appkey=appkey, callback_url=callback_url
         )
     except ConfigError as exc:
-        raise _fail(str(exc), BAD_INPUT) from None
+        fail(str(exc), BAD_INPUT, cause=exc)
     try:
         run_forever(config, host=host, port=port, log_level=log_level, on_started=_announce)
     except SimulatorServerError as exc:
-        raise _fail(f"{exc} (is the port already in use?)", FAILURE) from None
+        fail(f"{exc} (is the port already in use?)", FAILURE, cause=exc)
 
 
 def _announce(server: SimulatorServer) -> None:

@@ -8,16 +8,21 @@ pooled connections in a forked child, so parent and child never share a socket.
 from __future__ import annotations
 
 import os
+import time
 import weakref
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# A pooled connection idle longer than this is checked before use: servers, proxies and
+# firewalls drop idle connections, but one used moments ago is alive, and checking it on every
+# checkout would cost a round trip per transaction (three per send).
+IDLE_CHECK_SECONDS = 10.0
 
 _engines: weakref.WeakSet[Engine] = weakref.WeakSet()
 
@@ -62,11 +67,31 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> Engi
         engine = create_engine(parsed)
         _on_sqlite_connect(engine, foreign_keys=True)
     else:
-        engine = create_engine(
-            parsed, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow
-        )
+        engine = create_engine(parsed, pool_size=pool_size, max_overflow=max_overflow)
+        _check_idle_connections(engine)
     _engines.add(engine)
     return engine
+
+
+def _check_idle_connections(engine: Engine) -> None:
+    """Ping a pooled connection before use when it has been idle for ``IDLE_CHECK_SECONDS``.
+
+    A dead one raises DisconnectionError, on which the pool discards it and connects afresh.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _idle_since(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _check(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < IDLE_CHECK_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:  # any failure here means: not usable, get another
+            raise DisconnectionError("an idle pooled connection was dropped") from error
 
 
 def make_migration_engine(url: str) -> Engine:

@@ -66,8 +66,9 @@ class SmsMessage(Base):
         # The sweeper: due queued messages, and sending ones whose lease ran out.
         Index("ix_sms_messages_status_not_before", "status", "not_before"),
         Index("ix_sms_messages_status_lease_until", "status", "lease_until"),
-        # Finance: per account and period.
+        # Finance: per account and period; and per period over every account (the rollup).
         Index("ix_sms_messages_account_created_at", "account", "created_at"),
+        Index("ix_sms_messages_created_at", "created_at"),
         # Batches: a number appears once per batch, and the dispatcher takes queued messages of
         # a batch grouped by identical params (worker.ledger.batches).
         Index(

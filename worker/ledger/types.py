@@ -33,3 +33,21 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+# PostgreSQL's ``integer`` (SQLite would store a larger one): the bound of template ids.
+MAX_INTEGER = 2**31 - 1
+
+
+def text_problem(value: str, limit: int | None = None) -> str | None:
+    """Why PostgreSQL would refuse ``value`` where SQLite takes it, or None: longer than the
+    column's ``limit``, a NUL character, a lone surrogate (which is not UTF-8)."""
+    if limit is not None and len(value) > limit:
+        return f"is {len(value)} characters; at most {limit}"
+    if "\x00" in value:
+        return "contains a NUL character"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid Unicode text"
+    return None

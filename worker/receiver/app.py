@@ -4,6 +4,7 @@
     POST /callbacks/{token}/reply    one JSON object, a handset's reply
     POST /callbacks/{token}          either, told apart by the body's shape
     GET  /healthz
+    GET  /metrics                    Prometheus metrics (no token; off with metrics=False)
 
 The gateway does not sign its callbacks, so the secret is the ``token`` in the path (compared in
 constant time); a wrong one gets the same 404 as a path that does not exist. Bodies are read
@@ -20,6 +21,7 @@ import logging
 import re
 from typing import Any
 
+from prometheus_client.exposition import choose_encoder
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.applications import Starlette
@@ -29,6 +31,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from worker.metrics import METRICS_PATH, process_registry
 from worker.receiver.bodies import BadBody, decode, reply_from, reports_from
 from worker.services.reports import InvalidItem, ingest_reply, ingest_reports
 
@@ -61,8 +64,13 @@ def make_receiver_app(
     token: str,
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    metrics: bool = True,
 ) -> Starlette:
-    """The receiver over the ledger behind ``sessions``, answering only under ``token``."""
+    """The receiver over the ledger behind ``sessions``, answering only under ``token``.
+
+    ``metrics``: serve ``GET /metrics`` without the token. The figures carry no secret and no
+    number, but say how busy each account is: keep the route off, or unrouted by the proxy,
+    where the receiver faces the internet and the scraper does not sit behind it."""
     secret = check_token(token).encode()
 
     def authentic(request: Request) -> None:
@@ -110,9 +118,17 @@ def make_receiver_app(
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
+    registry = process_registry()
+
+    async def metrics_page(request: Request) -> Response:
+        encode, content_type = choose_encoder(request.headers.get("accept", ""))
+        body = await run_in_threadpool(encode, registry)
+        return Response(body, headers={"Content-Type": content_type})
+
     return Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
+            *([Route(METRICS_PATH, metrics_page, methods=["GET"])] if metrics else []),
             Route("/callbacks/{token}/status", status, methods=["POST"]),
             Route("/callbacks/{token}/reply", reply, methods=["POST"]),
             Route("/callbacks/{token}", either, methods=["POST"]),

@@ -45,11 +45,14 @@ from worker.ledger.batch_models import (
 )
 from worker.ledger.optouts import opted_out
 from worker.ledger.status import MARKETING, QUEUED
+from worker.ledger.types import MAX_INTEGER, text_problem
 from worker.tencent import InvalidInput, check_params, parse_phone
 
 CHUNK_ROWS = 5000
 MAX_NAME_LENGTH = 128
-PARAM_COLUMN = re.compile(r"param(\d+)")
+# ASCII digits, and few: "param١" is not param1, and int() of thousands of digits raises.
+PARAM_COLUMN = re.compile(r"param([0-9]{1,6})")
+MAX_SIGN_LENGTH = 64  # sms_batches.sign and sms_messages.sign
 
 
 class BatchInputError(ValueError):
@@ -190,6 +193,11 @@ def _records(lines: Iterable[str]) -> Iterator[tuple[int, list[str]]]:
             return
         except csv.Error as error:
             raise BatchInputError(f"line {reader.line_num}: {error}") from None
+        except UnicodeDecodeError:
+            # Lines are decoded a block ahead of the reader: the place is "after", not "on".
+            raise BatchInputError(
+                f"the file is not UTF-8 text (after line {reader.line_num})"
+            ) from None
         start, line_no = line_no + 1, reader.line_num
         if any(value.strip() for value in row):
             yield start, row
@@ -204,12 +212,19 @@ def params_key(params: Sequence[str]) -> str:
 def _check_spec(spec: BatchSpec, settings: Settings) -> None:
     if not spec.name.strip() or len(spec.name) > MAX_NAME_LENGTH:
         raise BatchInputError(f"name: must be 1..{MAX_NAME_LENGTH} characters")
+    for option, value, limit in (("name", spec.name, None), ("sign", spec.sign, MAX_SIGN_LENGTH)):
+        problem = text_problem(value, limit) if value is not None else None
+        if problem is not None:
+            raise BatchInputError(f"{option}: {problem}")
     try:
         settings.account(spec.account)
     except ConfigError as error:
         raise BatchInputError(f"account: {error}") from None
-    if isinstance(spec.tpl_id, bool) or spec.tpl_id <= 0:
-        raise BatchInputError(f"template: {spec.tpl_id!r} is not a positive template id")
+    tpl_id: object = spec.tpl_id
+    if isinstance(tpl_id, bool) or not isinstance(tpl_id, int) or not 0 < tpl_id <= MAX_INTEGER:
+        raise BatchInputError(f"template: must be a template id from 1 to {MAX_INTEGER}")
+    if spec.param_count is not None and spec.param_count < 0:
+        raise BatchInputError("param count: must not be negative")
     for name, moment in (("start", spec.start_at), ("window end", spec.window_end_at)):
         if moment.tzinfo is None:
             raise BatchInputError(f"{name}: must be a timezone-aware time")
@@ -266,7 +281,8 @@ def _columns(header: Sequence[str], spec: BatchSpec) -> _Columns:
 def _take(chunk: _Chunk, row: list[str], line_no: int, columns: _Columns, spec: BatchSpec) -> None:
     """Validate one row into the chunk: a message to insert, or a rejection."""
     chunk.rows += 1
-    raw = ",".join(row)[:RAW_TEXT_LIMIT]
+    # Kept for people to find the row; a NUL (which PostgreSQL refuses) is shown, not stored.
+    raw = ",".join(row)[:RAW_TEXT_LIMIT].replace("\x00", "\\x00")
 
     def reject(reason: str, detail: str) -> None:
         chunk.rejected.append(Rejected(line_no, reason, detail, raw))

@@ -170,17 +170,25 @@ _KEY_FIELDS = {
 }
 
 
-def _dimension(name: str, day: date, key: UsageKey) -> Any:
-    return day if name == "day" else getattr(key, _KEY_FIELDS[name])
+def _key_fields(dimensions: Sequence[str], *, priced: bool) -> tuple[str, ...]:
+    """The fields of the ledger's key a summary needs: those it groups by, and the country and
+    kind that choose a price."""
+    wanted = {_KEY_FIELDS[name] for name in dimensions if name != "day"}
+    if priced:
+        wanted |= {"nationcode", "kind"}
+    return tuple(name for name in UsageKey._fields if name in wanted)
 
 
 def _usage_by_day(
     session: Session,
     start: datetime,
     end: datetime,
+    fields: Sequence[str],
     accounts: Collection[str] | None,
     today: date,
-) -> Iterator[tuple[date, Usage]]:
+) -> Iterator[tuple[date, dict[tuple[Any, ...], UsageFigures]]]:
+    """Each day's usage keyed by ``fields``: the rollup's, added up by the database, for whole
+    past days it holds; the live tables' for the rest."""
     pieces = list(_day_pieces(start, end))
     whole_past_days = {
         day
@@ -190,7 +198,9 @@ def _usage_by_day(
         == (beijing_midnight(day), beijing_midnight(day + timedelta(days=1)))
     }
     rolled_up = (
-        usage.daily_usage(session, min(whole_past_days), max(whole_past_days), accounts=accounts)
+        usage.rolled_up_usage(
+            session, min(whole_past_days), max(whole_past_days), fields, accounts=accounts
+        )
         if whole_past_days
         else {}
     )
@@ -198,7 +208,17 @@ def _usage_by_day(
         if day in whole_past_days and day in rolled_up:
             yield day, rolled_up[day]
         else:
-            yield day, usage.live_usage(session, piece_start, piece_end, accounts=accounts)
+            live = usage.live_usage(session, piece_start, piece_end, accounts=accounts)
+            yield day, _by_fields(live, fields)
+
+
+def _by_fields(day_usage: Usage, fields: Sequence[str]) -> dict[tuple[Any, ...], UsageFigures]:
+    grouped: dict[tuple[Any, ...], UsageFigures] = {}
+    for key, figures in day_usage.items():
+        grouped.setdefault(tuple(getattr(key, name) for name in fields), UsageFigures()).add(
+            figures
+        )
+    return grouped
 
 
 def summary(
@@ -222,25 +242,30 @@ def summary(
     if unknown:
         raise ValueError(f"unknown dimension {', '.join(unknown)}; use {', '.join(DIMENSIONS)}")
     dimensions = [name for name in DIMENSIONS if name in by]
+    fields = _key_fields(dimensions, priced=prices is not None)
+    where = {name: fields.index(_KEY_FIELDS[name]) for name in dimensions if name != "day"}
     today = beijing_day(now or datetime.now(UTC))
     rows: dict[tuple[Any, ...], SummaryRow] = {}
     with sessions() as session:
-        for day, day_usage in _usage_by_day(session, start, end, accounts, today):
+        for day, day_usage in _usage_by_day(session, start, end, fields, accounts, today):
             for key, figures in day_usage.items():
-                group = {name: _dimension(name, day, key) for name in dimensions}
+                group = {name: day if name == "day" else key[where[name]] for name in dimensions}
                 row = rows.setdefault(tuple(group.values()), SummaryRow(group))
                 row.figures.add(figures)
                 if prices is not None:
-                    _price(row, prices, day, key, figures.billed_segments)
+                    nationcode, kind = key[fields.index("nationcode")], key[fields.index("kind")]
+                    _price(row, prices, day, nationcode, kind, figures.billed_segments)
     if not rows and not dimensions:
         rows[()] = SummaryRow({})
     return [rows[group] for group in sorted(rows, key=_sortable)]
 
 
-def _price(row: SummaryRow, prices: PriceList, day: date, key: UsageKey, segments: int) -> None:
+def _price(
+    row: SummaryRow, prices: PriceList, day: date, nationcode: str, kind: str, segments: int
+) -> None:
     if not segments:
         return
-    price = prices.price_for(day, key.nationcode, key.kind)
+    price = prices.price_for(day, nationcode, kind)
     if price is None:
         row.unpriced_segments += segments
         return

@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 from tenacity import retry_if_result
 
+from worker import metrics
 from worker.ledger import attempts, batches, messages
 from worker.ledger.accounts import is_paused
 from worker.ledger.batch_models import CANCELLED as BATCH_CANCELLED
@@ -42,6 +43,7 @@ from worker.ledger.status import (
     SUPPRESSED,
     UNKNOWN,
 )
+from worker.logs import bind_log_context, log_context
 from worker.services.reports import match_sent
 from worker.services.send import (
     MAX_ATTEMPTS,
@@ -64,6 +66,14 @@ from worker.tencent.codes import Outcome, classify_result, code_info
 log = logging.getLogger(__name__)
 
 _RETRY = "retry"  # a number's answer asks for another try in this task
+# Why a message of the chunk goes back to the queue before any request, and its metrics label.
+PAUSED_WHY, PARAMS_WHY = "paused", "params differ from its chunk's"
+QUIET_WHY = "quiet hours (22:00-08:00 Beijing time)"
+_DEFERRAL_CAUSES = {
+    PAUSED_WHY: metrics.PAUSED,
+    PARAMS_WHY: metrics.PARAMS_DIFFER,
+    QUIET_WHY: metrics.QUIET_HOURS,
+}
 
 
 @dataclass(slots=True)
@@ -108,12 +118,23 @@ def send_chunk(
 ) -> ChunkVerdict:
     """Send the messages among ``message_ids`` still held by ``lease_owner``; never raises for
     what the gateway or the network does."""
+    # Every line logged for this chunk says which batch and account it was about.
+    with log_context():
+        return _hold_and_send(message_ids, lease_owner, ctx)
+
+
+def _hold_and_send(
+    message_ids: Sequence[uuid.UUID], lease_owner: str, ctx: SendContext
+) -> ChunkVerdict:
     tally: Counter[str] = Counter()
     now = ctx.now()
     with ctx.sessions() as session:
         held = batches.hold_chunk(
             session, message_ids, lease_owner, now, ctx.settings.lease_seconds
         )
+        if held:
+            batch_id = str(held[0].batch_id) if held[0].batch_id is not None else None
+            bind_log_context(account=held[0].account, kind=held[0].kind, batch_id=batch_id)
         chunk = _gate(session, held, lease_owner, now, ctx, tally) if held else None
         session.commit()
     if chunk is not None and chunk.recipients:
@@ -157,7 +178,7 @@ def _gate(
         elif cancelled:
             moves[CANCELLED, "batch cancelled before it went out", None].append(message.id)
         elif paused:
-            moves[QUEUED, "paused", None].append(message.id)
+            moves[QUEUED, PAUSED_WHY, None].append(message.id)
         elif message.delivery_count > settings.max_deliveries:
             why = f"delivered to workers {message.delivery_count} times without finishing"
             moves[FAILED, why, None].append(message.id)
@@ -168,12 +189,12 @@ def _gate(
         elif message.attempt_count >= MAX_ATTEMPTS:
             moves[FAILED, f"no success after {MAX_ATTEMPTS} attempts", None].append(message.id)
         elif content_of(message) != content:
-            moves[QUEUED, "params differ from its chunk's", None].append(message.id)
+            moves[QUEUED, PARAMS_WHY, None].append(message.id)
         elif quiet:
             if message.expires_at is not None and opens >= message.expires_at:
                 moves[EXPIRED, "quiet hours last past the batch's window", None].append(message.id)
             else:
-                moves[QUEUED, "quiet hours (22:00-08:00 Beijing time)", opens].append(message.id)
+                moves[QUEUED, QUIET_WHY, opens].append(message.id)
         else:
             phone = Phone(message.nationcode, message.mobile)
             recipients.append(
@@ -184,7 +205,9 @@ def _gate(
             handed_back = batches.requeue_many(session, moved_ids, owner, None, why)
             tally[status] += batches.cancel_queued(session, ids=handed_back, reason=why)
         elif status == QUEUED:
-            tally[status] += len(batches.requeue_many(session, moved_ids, owner, not_before, why))
+            requeued = len(batches.requeue_many(session, moved_ids, owner, not_before, why))
+            metrics.deferred(first.account, _DEFERRAL_CAUSES.get(why, "other"), requeued)
+            tally[status] += requeued
         else:
             tally[status] += len(batches.end_many(session, moved_ids, owner, status, reason=why))
     return Chunk(first.account, first.kind, content, recipients)
@@ -206,12 +229,14 @@ def _deliver(chunk: Chunk, owner: str, ctx: SendContext, tally: Counter[str]) ->
         return
     # The quick tries are spent: back to the queue, backing off; the dispatcher sends them again.
     now = ctx.now()
+    queued_before = tally[QUEUED]
     with ctx.sessions() as session:
         for recipient in pending:
             not_before = now + timedelta(seconds=backoff_after_tries(recipient.attempts_made))
             status = _hand_back(session, recipient, owner, not_before, last_error)
             tally[status or "not ours"] += 1
         session.commit()
+    metrics.deferred(chunk.account, metrics.TRIES_SPENT, tally[QUEUED] - queued_before)
 
 
 def _one_try(
@@ -237,10 +262,11 @@ def _one_try(
             session.commit()
             return [], ""
         request = client.prepare_group([recipient.phone for recipient in going], chunk.content)
+        request_id = uuid.uuid4()
         attempt_ids = attempts.begin_attempts(
             session,
             attempts=[(recipient.id, recipient.attempts_made + 1) for recipient in going],
-            request_id=uuid.uuid4(),
+            request_id=request_id,
             api=request.api,
             random=request.random,
             signed_time=request.time,
@@ -275,7 +301,12 @@ def _one_try(
             else:
                 tally[status or "not ours"] += 1
         session.commit()
-    _log_request(chunk, going, exchange, answers, len(again))
+    retrying = {recipient.id for recipient in again}
+    answered = [(a.outcome, a.fee, r.id in retrying) for r, a in zip(going, answers, strict=True)]
+    metrics.request_answered(
+        chunk.account, chunk.kind, request.api, exchange.latency_ms / 1000, answered
+    )
+    _log_request(chunk, going, exchange, answers, len(again), request_id)
     return again, exchange.error
 
 
@@ -330,7 +361,10 @@ def _decide(
         if info is not None and info.pauses_account:
             stop_account(session, chunk.account, info.code, answer.errmsg, ctx.now())
             why = f"account paused: {answer.errmsg}"
-            return QUEUED if messages.requeue(session, message_id, owner, None, why) else None
+            if not messages.requeue(session, message_id, owner, None, why):
+                return None
+            metrics.deferred(chunk.account, metrics.ACCOUNT_PAUSED)
+            return QUEUED
         moved = messages.transition(
             session, message_id, FAILED, from_statuses=(SENDING,), owner=owner,
             result=code, errmsg=answer.errmsg, reason=answer.errmsg,
@@ -339,7 +373,10 @@ def _decide(
     if answer.outcome is Outcome.THROTTLED:
         now = ctx.now()
         not_before = now + timedelta(seconds=wait_for(info, now))
-        return _hand_back(session, recipient, owner, not_before, answer.errmsg)
+        status = _hand_back(session, recipient, owner, not_before, answer.errmsg)
+        if status == QUEUED:
+            metrics.deferred(chunk.account, metrics.THROTTLED)
+        return status
     if answer.outcome is Outcome.AMBIGUOUS and not ctx.settings.resends_ambiguous(chunk.kind):
         why = f"{answer.errmsg}; may have been delivered, not resent by policy"
         moved = messages.transition(
@@ -368,6 +405,7 @@ def _log_request(
     exchange: Exchange,
     answers: Sequence[NumberAnswer],
     retrying: int,
+    request_id: uuid.UUID,
 ) -> None:
     outcomes = Counter(str(answer.outcome) for answer in answers)
     log.info(
@@ -375,5 +413,5 @@ def _log_request(
         len(sent_to), chunk.account, exchange.outcome, exchange.error or "OK",
         dict(outcomes), retrying,
         extra={"account": chunk.account, "numbers": len(sent_to),
-               "outcome": str(exchange.outcome)},
+               "outcome": str(exchange.outcome), "request_id": str(request_id)},
     )  # fmt: skip

@@ -27,6 +27,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from worker import metrics
 from worker.ledger import reports as ledger
 from worker.ledger.messages import transition
 from worker.ledger.optouts import add_opt_out
@@ -53,6 +54,9 @@ MATCH_LIMIT = 1000
 REPORT_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}")
 # Reply times beyond these are not a handset's clock (and would overflow a datetime).
 EARLIEST_REPLY, LATEST_REPLY = 0, 253_402_214_400  # 1970 .. 9999-12-31
+# A reply's text is part of its unique key, and a PostgreSQL index entry holds at most 2704
+# bytes: a longer text could never be stored, and a 5xx would have the gateway send it forever.
+MAX_REPLY_TEXT_BYTES = 2000
 _REPORT_COLUMNS = SmsDeliveryReport.__table__.columns
 _REPLY_COLUMNS = SmsReply.__table__.columns
 
@@ -130,6 +134,7 @@ def ingest_reports(
         stored = ledger.insert_reports(session, unique)
         delivered, undelivered = _settle(session, stored)
         session.commit()
+    metrics.reports_received(source, (report.report_status for report in reports))
     return IngestResult(
         received=len(reports),
         stored=len(stored),
@@ -248,6 +253,7 @@ def ingest_reply(
             )
         )
         session.commit()
+    metrics.reply_received(source, opted_out)
     if opted_out:
         log.info("number ending %s opted out by reply", row["mobile"][-4:])
     return ReplyResult(stored=stored, opted_out=opted_out)
@@ -274,6 +280,8 @@ def _reply_row(reply: Reply, *, source: str, now: datetime) -> dict[str, Any]:
     seconds = reply.time
     if not EARLIEST_REPLY <= seconds <= LATEST_REPLY:
         raise InvalidItem("time", f"must be Unix seconds, got {seconds}")
+    if len(reply.text.encode("utf-8", "surrogatepass")) > MAX_REPLY_TEXT_BYTES:
+        raise InvalidItem("text", f"is longer than {MAX_REPLY_TEXT_BYTES} bytes of UTF-8")
     return {
         "nationcode": _text(reply.nationcode, "nationcode", _REPLY_COLUMNS, required=True),
         "mobile": _text(reply.mobile, "mobile", _REPLY_COLUMNS, required=True),

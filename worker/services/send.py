@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.orm import Session, sessionmaker
 from tenacity import retry_if_result
 
+from worker import metrics
 from worker.config import Settings
 from worker.ledger import attempts, messages
 from worker.ledger.accounts import pause_account
@@ -41,6 +42,7 @@ from worker.ledger.status import (
     SUPPRESSED,
     UNKNOWN,
 )
+from worker.logs import bind_log_context, log_context
 from worker.services.reports import match_sent
 from worker.services.throttle import Throttle
 from worker.services.tries import (
@@ -118,6 +120,12 @@ class Step:
 
 def send_message(message_id: uuid.UUID, ctx: SendContext) -> SendVerdict:
     """Run the steps of DESIGN 4.3 for one message."""
+    # Every line logged while this message is worked on says which message it was about.
+    with log_context(message_id=str(message_id)):
+        return _claim_and_send(message_id, ctx)
+
+
+def _claim_and_send(message_id: uuid.UUID, ctx: SendContext) -> SendVerdict:
     owner = f"{ctx.worker}:{secrets.token_hex(4)}"
     now = ctx.now()
     with ctx.sessions() as session:
@@ -126,6 +134,8 @@ def send_message(message_id: uuid.UUID, ctx: SendContext) -> SendVerdict:
         )
         if message is None:
             return NOT_OURS
+        batch_id = str(message.batch_id) if message.batch_id is not None else None
+        bind_log_context(account=message.account, kind=message.kind, batch_id=batch_id)
         verdict, outgoing = _prepare(session, message, owner, now, ctx)
         session.commit()
     if verdict is not None or outgoing is None:
@@ -168,7 +178,10 @@ def _prepare(
             outgoing.account, outgoing.phone.e164, outgoing.content_key, str(outgoing.id)
         )
         if wait > 0:
-            return _defer(session, outgoing, owner, now, wait, "per-number limit"), None
+            verdict = _defer(
+                session, outgoing, owner, now, wait, "per-number limit", metrics.NUMBER_LIMIT
+            )
+            return verdict, None
     return None, outgoing
 
 
@@ -217,7 +230,7 @@ def _deliver(outgoing: Outgoing, owner: str, ctx: SendContext) -> SendVerdict:
     wait = backoff_after_tries(outgoing.attempts_made + IN_TASK_TRIES)
     with ctx.sessions() as session:
         reason = step.exchange.error if step.exchange is not None else "transient"
-        verdict = _defer(session, outgoing, owner, ctx.now(), wait, reason)
+        verdict = _defer(session, outgoing, owner, ctx.now(), wait, reason, metrics.TRIES_SPENT)
         session.commit()
     return verdict
 
@@ -235,7 +248,9 @@ def _one_try(
     slot_wait = _account_slot(outgoing.account, ctx)
     if slot_wait:
         with ctx.sessions() as session:
-            deferred = _defer(session, outgoing, owner, ctx.now(), slot_wait, "account rate")
+            deferred = _defer(
+                session, outgoing, owner, ctx.now(), slot_wait, "account rate", metrics.ACCOUNT_RATE
+            )
             session.commit()
         return Step(None, deferred)
     request = client.prepare_send(
@@ -260,6 +275,7 @@ def _one_try(
     result = answer.result if answer is not None else None
     if result is not None:
         seen[result] += 1
+    fee = getattr(answer, "fee", None) if exchange.outcome is Outcome.OK else None
     with ctx.sessions() as session:
         attempts.finish_attempt(
             session,
@@ -269,12 +285,14 @@ def _one_try(
             result=result,
             errmsg=exchange.error or (answer.errmsg if answer is not None else None),
             sid=getattr(answer, "sid", None) or None,
-            fee=getattr(answer, "fee", None) if exchange.outcome is Outcome.OK else None,
+            fee=fee,
             outcome=exchange.outcome,
             latency_ms=round(exchange.latency_ms),
         )
         verdict = _decide(session, outgoing, owner, exchange, ctx)
         session.commit()
+    seconds, answered = exchange.latency_ms / 1000, [(exchange.outcome, fee, verdict is None)]
+    metrics.request_answered(outgoing.account, outgoing.kind, request.api, seconds, answered)
     _log_attempt(outgoing, attempt_no, exchange, verdict)
     return Step(exchange, verdict)
 
@@ -306,7 +324,7 @@ def _decide(
     if outcome is Outcome.THROTTLED:
         code = answer.result if answer is not None else None
         wait = wait_for(code_info(code) if code is not None else None, ctx.now())
-        return _defer(session, outgoing, owner, ctx.now(), wait, exchange.error)
+        return _defer(session, outgoing, owner, ctx.now(), wait, exchange.error, metrics.THROTTLED)
     if outcome is Outcome.AMBIGUOUS and not ctx.settings.resends_ambiguous(outgoing.kind):
         reason = f"{exchange.error}; may have been delivered, not resent by policy"
         return _end(session, outgoing.id, owner, UNKNOWN, reason)
@@ -335,13 +353,17 @@ def _defer(
     now: datetime,
     wait: float,
     reason: str,
+    cause: str,
 ) -> SendVerdict:
-    """Back to ``queued`` until ``now + wait``; published again by countdown or by the sweeper."""
+    """Back to ``queued`` until ``now + wait``; published again by countdown or by the sweeper.
+
+    ``cause``: the reason as a metrics label (one of ``metrics.DEFERRAL_REASONS``)."""
     not_before = now + timedelta(seconds=wait)
     if outgoing.expires_at is not None and not_before >= outgoing.expires_at:
         return _end(session, outgoing.id, owner, EXPIRED, f"{reason}; would wait past deadline")
     if not messages.requeue(session, outgoing.id, owner, not_before, reason):
         return NOT_OURS
+    metrics.deferred(outgoing.account, cause)
     countdown = wait if wait <= MAX_COUNTDOWN_SECONDS else None
     return SendVerdict(QUEUED, retry_in=countdown, reason=reason)
 
@@ -351,7 +373,8 @@ def _pause(
 ) -> SendVerdict:
     """The account cannot send (1031, 1033): stop it, keep the message queued, alert."""
     stop_account(session, outgoing.account, code, reason, ctx.now())
-    messages.requeue(session, outgoing.id, owner, None, f"account paused: {reason}")
+    if messages.requeue(session, outgoing.id, owner, None, f"account paused: {reason}"):
+        metrics.deferred(outgoing.account, metrics.ACCOUNT_PAUSED)
     return SendVerdict(QUEUED, reason=f"account paused: {reason}")
 
 
@@ -396,10 +419,11 @@ def content_of(message: SmsMessage) -> Content:
 def _log_attempt(
     outgoing: Outgoing, attempt_no: int, exchange: Exchange, verdict: SendVerdict | None
 ) -> None:
+    # The number is masked by the log handlers' filter (worker.logs), whatever the format.
     log.info(
-        "attempt %d of message %s (%s): %s %s -> %s",
-        attempt_no, outgoing.id, outgoing.account, exchange.outcome,
+        "attempt %d of message %s to %s (%s): %s %s -> %s",
+        attempt_no, outgoing.id, outgoing.phone.e164, outgoing.account, exchange.outcome,
         exchange.error or "OK", verdict.status if verdict else "retry",
-        extra={"message_id": str(outgoing.id), "account": outgoing.account,
-               "attempt_no": attempt_no, "outcome": str(exchange.outcome)},
+        # message_id, account and kind come from the log context send_message binds.
+        extra={"attempt_no": attempt_no, "outcome": str(exchange.outcome)},
     )  # fmt: skip

@@ -22,8 +22,9 @@ from tenacity import (
 # In-task tries for transient answers: a few quick ones, then the message waits in the broker.
 IN_TASK_TRIES = 3
 IN_TASK_BUDGET_SECONDS = 10.0
-# Countdowns are kept well below the broker's visibility timeout (see worker.celery); a longer
-# wait goes back to the database as `not_before` and the sweeper publishes it when due.
+# Countdowns are kept well below Redis's visibility timeout and RabbitMQ's consumer_timeout (see
+# worker.celery); a longer wait goes back to the database as `not_before` and the sweeper
+# publishes it when due.
 MAX_COUNTDOWN_SECONDS = 300.0
 
 

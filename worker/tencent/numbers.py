@@ -7,12 +7,13 @@ number only after a round trip, and its notion of "malformed" is at least this s
 from __future__ import annotations
 
 import phonenumbers
-from phonenumbers import NumberParseException, geocoder
+from phonenumbers import NumberParseException
 
 from worker.tencent.rules import InvalidInput
 from worker.tencent.types import Phone
 
 INVALID_NUMBER = 1016
+MAX_NATIONCODE_DIGITS = 4
 
 _PARSE_PROBLEMS = {
     NumberParseException.INVALID_COUNTRY_CODE: "has an unknown country code",
@@ -25,6 +26,12 @@ _PARSE_PROBLEMS = {
 
 def parse_phone(number: str, nationcode: str | None = None) -> Phone:
     """``+8613788888888``, or ``13788888888`` with nationcode ``86`` or ``+86``, normalised."""
+    # Callers in Python may hand over an int (8613788888888): refused by name, not by a
+    # traceback from deep inside.
+    for field, value in (("mobile", number), ("nationcode", nationcode)):
+        if not isinstance(value, str) and (field == "mobile" or value is not None):
+            problem = f"must be a string, not {type(value).__name__}"
+            raise InvalidInput(field, problem, INVALID_NUMBER)
     if nationcode is None:
         if not number.strip().startswith("+"):
             raise InvalidInput(
@@ -55,7 +62,9 @@ def parse_phone(number: str, nationcode: str | None = None) -> Phone:
 
 def _country_code(nationcode: str) -> tuple[int, str]:
     digits = nationcode.strip().removeprefix("+")
-    if not (digits.isascii() and digits.isdigit()):
+    # Calling codes have 1-3 digits (a leading 0 is let pass); the cap also keeps int() away
+    # from a string of thousands of digits, which it refuses with a ValueError of its own.
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > MAX_NATIONCODE_DIGITS:
         raise InvalidInput(
             "nationcode", f"{nationcode!r} is not a country calling code", INVALID_NUMBER
         )
@@ -76,6 +85,10 @@ def _parse(number: str, region: str | None) -> phonenumbers.PhoneNumber:
 
 
 def _country(parsed: phonenumbers.PhoneNumber) -> str:
+    # Imported here, for an error message only: the geocoder loads its place names for every
+    # country on import, some 120 MB and half a second, into every process that parses numbers.
+    from phonenumbers import geocoder
+
     name = geocoder.country_name_for_number(parsed, "en")
     code = parsed.country_code
     return f"{name} ({code})" if name else f"country code {code}"

@@ -75,13 +75,16 @@ class HttpTransport:
 
     def post(self, url: str, body: bytes) -> HttpAnswer:
         """POST ``body``; any HTTP status is an answer, only a failed exchange raises."""
+        # Prepared by hand: Session.post would merge cookies, hooks, auth and environment
+        # settings on every call, none of which this session has (about a third of its cost).
+        request = requests.PreparedRequest()
         try:
-            response = self._session.post(
-                url,
-                data=body,
-                headers=HEADERS,
+            request.prepare(method="POST", url=url, headers=HEADERS, data=body)
+            response = self._session.send(
+                request,
                 timeout=(self.connect_timeout, self.read_timeout),
                 allow_redirects=False,
+                proxies=self._session.proxies,
             )
         except errors.RequestException as error:
             raise self._classify(error) from error

@@ -1,9 +1,12 @@
 """Serve an ASGI app with uvicorn: on a background thread (tests, demos) or in the foreground.
 
+The receiver and the simulator both run this way:
+
 with AsgiServer(app) as server:          # 127.0.0.1, a free port
     requests.post(f"{server.url}/callbacks/{token}/status", json=[...])
 
-The access log stays off: the receiver's paths carry its secret token.
+The access log stays off: the receiver's paths carry its secret token, and at the simulator's
+rates it would cost more than the answers.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import signal
 import threading
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal, Self
 
 import uvicorn
 
@@ -32,8 +35,17 @@ class AsgiServer:
     """uvicorn serving ``app`` on its own thread and event loop."""
 
     def __init__(
-        self, app: Any, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
+        self,
+        app: Any,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        log_level: str = "warning",
+        lifespan: Literal["on", "off"] = "off",
+        graceful_shutdown_seconds: int = 5,
+        name: str = "asgi-server",
     ) -> None:
+        """``lifespan="on"`` for an app with startup work; ``name`` names the thread."""
         self.app = app
         self.host = host
         self.port = port
@@ -44,12 +56,16 @@ class AsgiServer:
                 port=port,
                 loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
                 http="httptools" if importlib.util.find_spec("httptools") else "h11",
-                lifespan="off",
+                lifespan=lifespan,
                 access_log=False,
+                # A process that set up its logging (the receiver command: redacted, perhaps
+                # JSON) keeps uvicorn's lines in it; otherwise uvicorn sets up its own.
+                log_config=None if logging.getLogger().handlers else uvicorn.config.LOGGING_CONFIG,
                 log_level=log_level,
-                timeout_graceful_shutdown=5,
+                timeout_graceful_shutdown=graceful_shutdown_seconds,
             )
         )
+        self._name = name
         self._thread: threading.Thread | None = None
 
     @property
@@ -61,10 +77,10 @@ class AsgiServer:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def start(self) -> AsgiServer:
+    def start(self) -> Self:
         if self._thread is not None:
             raise ServerError("already started")
-        self._thread = threading.Thread(target=self._serve, name="asgi-server", daemon=True)
+        self._thread = threading.Thread(target=self._serve, name=self._name, daemon=True)
         self._thread.start()
         waiting = threading.Event()
         for _ in range(int(STARTUP_TIMEOUT_SECONDS / 0.01)):
@@ -73,7 +89,7 @@ class AsgiServer:
             waiting.wait(0.01)
         if not self._uvicorn.started:
             self.stop()
-            raise ServerError(f"the server did not start on {self.host}:{self.port}")
+            raise ServerError(f"the {self._name} did not start on {self.host}:{self.port}")
         # Port 0 asked the OS for a free port: read back the one it gave.
         sockets = [sock for server in self._uvicorn.servers for sock in server.sockets]
         self.port = int(sockets[0].getsockname()[1])
@@ -91,7 +107,7 @@ class AsgiServer:
         if self._thread is not None:
             self._thread.join(SHUTDOWN_TIMEOUT_SECONDS)
 
-    def __enter__(self) -> AsgiServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(
@@ -103,14 +119,7 @@ class AsgiServer:
         self.stop()
 
 
-def serve_forever(
-    app: Any,
-    *,
-    host: str,
-    port: int,
-    log_level: str = "info",
-    on_started: Callable[[AsgiServer], None] | None = None,
-) -> None:
+def serve_forever(server: AsgiServer, *, on_started: Callable[[Any], None] | None = None) -> None:
     """Serve until SIGINT or SIGTERM; ``on_started`` learns the URL once the port is bound."""
     stopping = threading.Event()
     previous = {
@@ -118,7 +127,7 @@ def serve_forever(
         for signum in (signal.SIGINT, signal.SIGTERM)
     }
     try:
-        with AsgiServer(app, host=host, port=port, log_level=log_level) as server:
+        with server:
             if on_started is not None:
                 on_started(server)
             while not stopping.wait(0.5):

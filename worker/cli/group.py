@@ -1,0 +1,89 @@
+"""The ``sms-worker`` group: commands listed by who uses them, and one error policy for all.
+
+Click lists a group's commands alphabetically under one heading; people look for a command by
+what they are doing, so the help lists them in sections. And whatever goes wrong below the
+group ends as one line and an exit code: a usage error (a bad option or argument) with 2,
+anything unexpected with 1, a traceback only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from worker.cli.common import (
+    BAD_INPUT,
+    DEBUG_KEY,
+    FAILURE,
+    command_error,
+    first_line,
+)
+
+OTHER_SECTION = "Other commands"
+
+
+class SectionedGroup(click.Group):
+    """A group whose help lists its commands under headings, in the order given."""
+
+    def __init__(
+        self, *args: Any, sections: Sequence[tuple[str, Sequence[str]]] = (), **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.sections = tuple((title, tuple(names)) for title, names in sections)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        visible = {
+            name: command
+            for name in self.list_commands(ctx)
+            if (command := self.get_command(ctx, name)) is not None and not command.hidden
+        }
+        if not visible:
+            return
+        placed = {name for _, names in self.sections for name in names}
+        sections = [*self.sections, (OTHER_SECTION, tuple(n for n in visible if n not in placed))]
+        limit = formatter.width - 6 - max(len(name) for name in visible)
+        for title, names in sections:
+            rows = [(n, visible[n].get_short_help_str(limit)) for n in names if n in visible]
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as error:
+            # The group's own options: --debug may not have been read yet.
+            raise _one_line(error, debug="--debug" in args) from error
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.Abort):
+            raise
+        except click.UsageError as error:
+            raise _one_line(error, debug=bool(ctx.meta.get(DEBUG_KEY))) from error
+        except click.ClickException:
+            raise
+        except Exception as error:
+            hint = "" if ctx.meta.get(DEBUG_KEY) else " (--debug shows the traceback)"
+            message = f"unexpected {type(error).__name__}: {first_line(error)}{hint}"
+            raise command_error(message, FAILURE, ctx=ctx) from error
+
+
+def _one_line(error: click.UsageError, *, debug: bool) -> click.ClickException:
+    """A usage error as one line naming what is wrong, and where the help is."""
+    if isinstance(error, click.exceptions.NoArgsIsHelpError):
+        return error  # a group called bare: its help is the answer
+    where = error.ctx
+    hint = f" (see: {where.command_path} --help)" if where is not None else ""
+    failure = command_error(error.format_message().rstrip(".") + hint, BAD_INPUT, ctx=where)
+    failure.debug = debug
+    return failure
