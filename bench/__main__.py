@@ -11,6 +11,7 @@ import time
 
 BENCHMARKS = [
     "bench.simulator_throughput",
+    "bench.pipeline_throughput",
 ]
 
 
