@@ -44,8 +44,8 @@ def request(**overrides: Any) -> dict[str, Any]:
     }
 
 
-def finish(session: Session, attempt_id: int, **overrides: Any) -> bool:
-    answer: dict[str, Any] = {
+def answer(**overrides: Any) -> Any:
+    return {
         "finished_at": STARTED + timedelta(milliseconds=80),
         "http_status": 200,
         "result": 0,
@@ -56,7 +56,10 @@ def finish(session: Session, attempt_id: int, **overrides: Any) -> bool:
         "latency_ms": 80,
         **overrides,
     }
-    return attempts.finish_attempt(session, attempt_id, **answer)
+
+
+def finish(session: Session, attempt_id: int, **overrides: Any) -> bool:
+    return attempts.finish_attempt(session, attempt_id, **answer(**overrides))
 
 
 def test_begin_attempt_is_in_flight_and_counted(ledger_session: Session) -> None:
@@ -121,6 +124,27 @@ def test_finish_attempt_happens_once(ledger_session: Session) -> None:
     assert attempt.finished_at == STARTED + timedelta(milliseconds=80)
     with pytest.raises(ValueError, match="in_flight"):
         finish(ledger_session, attempt_id, outcome=status.IN_FLIGHT)
+
+
+def test_finish_attempts_records_each_answer_and_leaves_finished_rows_alone(
+    ledger_session: Session,
+) -> None:
+    first, second = new_message(ledger_session, "13788888881"), new_message(ledger_session)
+    ids = attempts.begin_attempts(ledger_session, attempts=[(first, 1), (second, 1)], **request())
+    ledger_session.commit()
+    assert finish(ledger_session, ids[1], outcome=Outcome.AMBIGUOUS, result=None, sid=None)
+    ledger_session.commit()
+    answers = [answer(sid="sid-first", fee=2, latency_ms=5), answer(sid="sid-second")]
+    attempts.finish_attempts(ledger_session, list(zip(ids, answers, strict=True)))
+    ledger_session.commit()
+    ledger_session.expire_all()
+    (one,) = attempts.attempts_for(ledger_session, first)
+    (two,) = attempts.attempts_for(ledger_session, second)
+    assert (one.outcome, one.sid, one.fee, one.latency_ms) == ("ok", "sid-first", 2, 5)
+    assert (two.outcome, two.sid, two.fee) == ("ambiguous", None, 1)  # finished before
+    attempts.finish_attempts(ledger_session, [])
+    with pytest.raises(ValueError, match="in_flight"):
+        attempts.finish_attempts(ledger_session, [(ids[0], answer(outcome=status.IN_FLIGHT))])
 
 
 def test_attempts_for_is_in_order(ledger_session: Session) -> None:

@@ -243,6 +243,39 @@ def test_transition_records_fields_and_clears_the_lease(ledger_session: Session)
     )
 
 
+def test_transition_many_moves_only_what_the_owner_holds(ledger_session: Session) -> None:
+    held, taken_over, unclaimed = (add(ledger_session, mobile=f"1378888888{n}") for n in (1, 2, 3))
+    for message, owner in ((held, "w1"), (taken_over, "w2")):
+        assert messages.claim_message(ledger_session, message.id, owner, 60, NOW)
+    answers = {
+        message.id: {"sid": f"sid-{n}", "fee": n, "result": 0, "sent_at": NOW}
+        for n, message in enumerate((held, taken_over, unclaimed), start=1)
+    }
+    moved = messages.transition_many(
+        ledger_session, answers, status.SENT, from_statuses={status.SENDING}, owner="w1"
+    )
+    ledger_session.commit()
+    ledger_session.expire_all()
+    assert moved == [held.id]
+    stored = {m.id: m for m in ledger_session.scalars(select(SmsMessage))}
+    assert (stored[held.id].status, stored[held.id].sid, stored[held.id].fee) == (
+        status.SENT,
+        "sid-1",
+        1,
+    )
+    assert (stored[held.id].lease_owner, stored[held.id].lease_until) == (None, None)
+    assert (stored[taken_over.id].status, stored[taken_over.id].sid) == (status.SENDING, None)
+    assert (stored[unclaimed.id].status, stored[unclaimed.id].sid) == (status.QUEUED, None)
+    assert (
+        messages.transition_many(ledger_session, {}, status.SENT, from_statuses={status.SENDING})
+        == []
+    )
+    with pytest.raises(ValueError, match="no transition to 'delivered'"):
+        messages.transition_many(
+            ledger_session, answers, status.DELIVERED, from_statuses={status.QUEUED}
+        )
+
+
 def test_transition_refuses_moves_the_state_machine_forbids(ledger_session: Session) -> None:
     message = add(ledger_session)
     with pytest.raises(ValueError, match="no transition to 'delivered'"):

@@ -38,6 +38,7 @@ from worker.services.reports import (
     is_opt_out,
     match_orphans,
     match_sent,
+    match_sent_many,
 )
 from worker.tencent.types import DeliveryReport, Reply
 
@@ -182,6 +183,26 @@ def test_a_report_before_its_send_is_recorded_waits_and_then_applies(
     assert statuses(sessions, [message_id]) == {message_id: DELIVERED}
     assert report_rows(sessions)[0].message_id == message_id
     assert match_orphans(sessions, datetime.now(UTC)) == 0
+
+
+def test_a_group_answer_applies_only_the_reports_that_overtook_it(
+    sessions: sessionmaker[Session],
+) -> None:
+    early, on_time, other = (record_sending(sessions, f"1370000000{n}") for n in (1, 2, 3))
+    early_sid, on_time_sid, other_sid = new_sid(), new_sid(), new_sid()
+    ingest_reports(sessions, [report(early_sid, "FAIL"), report(other_sid)], source="callback")
+    with sessions() as session:
+        sent = {early: early_sid, on_time: on_time_sid}
+        for message_id, sid in sent.items():
+            assert transition(session, message_id, SENT, from_statuses=(SENDING,), sid=sid)
+        assert match_sent_many(session, sent) == 1
+        assert match_sent_many(session, {}) == 0
+        session.commit()
+    assert statuses(sessions, [early, on_time, other]) == {
+        early: UNDELIVERED, on_time: SENT, other: SENDING
+    }  # fmt: skip
+    owners = {row.sid: row.message_id for row in report_rows(sessions)}
+    assert owners == {early_sid: early, other_sid: None}
 
 
 def test_orphans_are_matched_later_by_the_beat(sessions: sessionmaker[Session]) -> None:

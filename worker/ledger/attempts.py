@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import cast
+from typing import Any, TypedDict, Unpack, cast
 
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
@@ -29,12 +29,25 @@ _COUNT_ATTEMPT = (
     .values(attempt_count=_MESSAGES.c.attempt_count + 1, request_id=bindparam("request"))
 )
 _ANSWER = ("finished_at", "http_status", "result", "errmsg", "sid", "fee", "outcome", "latency_ms")
-_FINISH = (
+_FINISH_MANY = (
     update(_ATTEMPTS)
     .where(_ATTEMPTS.c.id == bindparam("attempt_id"), _ATTEMPTS.c.outcome == IN_FLIGHT)
     .values({name: bindparam(f"new_{name}") for name in _ANSWER})
-    .returning(_ATTEMPTS.c.id)
 )
+_FINISH = _FINISH_MANY.returning(_ATTEMPTS.c.id)
+
+
+class AttemptAnswer(TypedDict):
+    """What finishes an attempt: the columns of ``_ANSWER``."""
+
+    finished_at: datetime
+    http_status: int | None
+    result: int | None
+    errmsg: str | None
+    sid: str | None
+    fee: int | None
+    outcome: str
+    latency_ms: int | None
 
 
 def begin_attempt(
@@ -107,39 +120,34 @@ def begin_attempts(
     return [ids[key] for key in attempts]
 
 
-def finish_attempt(
-    session: Session,
-    attempt_id: int,
-    *,
-    finished_at: datetime,
-    http_status: int | None,
-    result: int | None,
-    errmsg: str | None,
-    sid: str | None,
-    fee: int | None,
-    outcome: str,
-    latency_ms: int | None,
-) -> bool:
+def finish_attempt(session: Session, attempt_id: int, **answer: Unpack[AttemptAnswer]) -> bool:
     """Record the answer of an ``in_flight`` attempt; False if it was already finished.
 
     The UPDATE only touches a row still ``in_flight``, so an attempt is finished once and never
     rewritten (a late duplicate cannot change the audit). Locks: the row until the caller
     commits. Does not commit.
     """
-    if outcome == IN_FLIGHT:
+    return session.execute(_FINISH, _finish_params(attempt_id, answer)).one_or_none() is not None
+
+
+def finish_attempts(session: Session, answers: Sequence[tuple[int, AttemptAnswer]]) -> None:
+    """Record the answers of many ``in_flight`` attempts (``(attempt_id, answer)``) at once.
+
+    As ``finish_attempt``, in one executemany: the answers of a group request are written in
+    one round trip instead of one per number. Locks: the rows until the caller commits. Does
+    not commit.
+    """
+    if answers:
+        params = [_finish_params(attempt_id, answer) for attempt_id, answer in answers]
+        session.execute(_FINISH_MANY, params)
+
+
+def _finish_params(attempt_id: int, answer: AttemptAnswer) -> dict[str, Any]:
+    if answer["outcome"] == IN_FLIGHT:
         raise ValueError("an attempt is finished with its outcome, not in_flight")
-    answer = {
-        "attempt_id": attempt_id,
-        "new_finished_at": finished_at,
-        "new_http_status": http_status,
-        "new_result": result,
-        "new_errmsg": errmsg,
-        "new_sid": sid,
-        "new_fee": fee,
-        "new_outcome": outcome,
-        "new_latency_ms": latency_ms,
-    }
-    return session.execute(_FINISH, answer).one_or_none() is not None
+    params: dict[str, Any] = {f"new_{name}": value for name, value in answer.items()}
+    params["attempt_id"] = attempt_id
+    return params
 
 
 def attempts_for(session: Session, message_id: uuid.UUID) -> list[SmsAttempt]:

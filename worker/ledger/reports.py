@@ -92,6 +92,15 @@ def attach_reports(session: Session, sid: str, message_id: uuid.UUID) -> list[St
     return [StoredReport(*row) for row in session.execute(statement)]
 
 
+def orphan_sids(session: Session, sids: Collection[str]) -> set[str]:
+    """Those of ``sids`` with a report waiting for its message: one indexed lookup for a whole
+    group answer, which usually finds none. Locks: none."""
+    statement = select(SmsDeliveryReport.sid).where(
+        SmsDeliveryReport.sid.in_(list(sids)), SmsDeliveryReport.message_id.is_(None)
+    )
+    return set(session.scalars(statement)) if sids else set()
+
+
 def matchable_orphans(
     session: Session, received_since: datetime, limit: int
 ) -> list[tuple[str, uuid.UUID]]:

@@ -5,7 +5,8 @@ and publishes their ids; this runs in the task. It follows the single send step 
 (``worker.services.send``, whose helpers it shares), with one request for many numbers:
 
 - at send time the batch may have been cancelled or paused, a number may have opted out, the
-  clock may have reached 22:00 Beijing time: those messages are settled before any request;
+  clock may have reached 22:00 Beijing time: those messages are settled before any request
+  (``worker.services.chunk_checks``);
 - an ``in_flight`` attempt row per number, all sharing one ``request_id``, is committed BEFORE the
   request; afterwards each number's row gets its own ``sid``, ``fee`` and result from its entry
   in ``detail`` (a number missing from ``detail``, or a refusal without one, gets the top-level
@@ -18,9 +19,9 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
@@ -28,71 +29,19 @@ from tenacity import retry_if_result
 
 from worker import metrics
 from worker.ledger import attempts, batches, messages
-from worker.ledger.accounts import is_paused
-from worker.ledger.batch_models import CANCELLED as BATCH_CANCELLED
-from worker.ledger.batch_models import PAUSED as BATCH_PAUSED
-from worker.ledger.models import SmsMessage
-from worker.ledger.optouts import opted_out
-from worker.ledger.status import (
-    CANCELLED,
-    EXPIRED,
-    FAILED,
-    QUEUED,
-    SENDING,
-    SENT,
-    SUPPRESSED,
-    UNKNOWN,
-)
+from worker.ledger.status import EXPIRED, FAILED, QUEUED, SENDING, SENT, UNKNOWN
 from worker.logs import bind_log_context, log_context
-from worker.services.reports import match_sent
-from worker.services.send import (
-    MAX_ATTEMPTS,
-    OPTED_OUT_REASON,
-    SendContext,
-    content_of,
-    settle_lost_attempts,
-    stop_account,
-)
+from worker.services.chunk_checks import Chunk, Recipient, gate
+from worker.services.reports import match_sent_many
+from worker.services.send import MAX_ATTEMPTS, SendContext, stop_account
 from worker.services.tries import backoff_after_tries, quick_tries
-from worker.services.waits import (
-    MARKETING_OPENS,
-    seconds_until_beijing_hour,
-    wait_for,
-    within_marketing_hours,
-)
-from worker.tencent import Content, Exchange, Phone, SmsClient
+from worker.services.waits import wait_for
+from worker.tencent import Exchange, SmsClient
 from worker.tencent.codes import Outcome, classify_result, code_info
 
 log = logging.getLogger(__name__)
 
 _RETRY = "retry"  # a number's answer asks for another try in this task
-# Why a message of the chunk goes back to the queue before any request, and its metrics label.
-PAUSED_WHY, PARAMS_WHY = "paused", "params differ from its chunk's"
-QUIET_WHY = "quiet hours (22:00-08:00 Beijing time)"
-_DEFERRAL_CAUSES = {
-    PAUSED_WHY: metrics.PAUSED,
-    PARAMS_WHY: metrics.PARAMS_DIFFER,
-    QUIET_WHY: metrics.QUIET_HOURS,
-}
-
-
-@dataclass(slots=True)
-class Recipient:
-    """One number of the chunk and what its tries so far came to."""
-
-    id: uuid.UUID
-    phone: Phone
-    expires_at: datetime | None
-    attempts_made: int
-    seen: Counter[int] = field(default_factory=Counter)  # result codes of its attempts
-
-
-@dataclass(frozen=True, slots=True)
-class Chunk:
-    account: str
-    kind: str
-    content: Content
-    recipients: list[Recipient]
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,82 +84,11 @@ def _hold_and_send(
         if held:
             batch_id = str(held[0].batch_id) if held[0].batch_id is not None else None
             bind_log_context(account=held[0].account, kind=held[0].kind, batch_id=batch_id)
-        chunk = _gate(session, held, lease_owner, now, ctx, tally) if held else None
+        chunk = gate(session, held, lease_owner, now, ctx, tally) if held else None
         session.commit()
     if chunk is not None and chunk.recipients:
         _deliver(chunk, lease_owner, ctx, tally)
     return ChunkVerdict({status: count for status, count in tally.items() if count})
-
-
-def _gate(
-    session: Session,
-    held: list[SmsMessage],
-    owner: str,
-    now: datetime,
-    ctx: SendContext,
-    tally: Counter[str],
-) -> Chunk:
-    """The checks at send time; the numbers still to send (none, when none may go now).
-
-    A request a dead worker may have sent is settled first, whatever else holds: a message it
-    left ``in_flight`` must not be sent again (marketing does not resend ambiguous attempts),
-    nor be called cancelled when it may have gone out.
-    """
-    first = held[0]
-    settings = ctx.settings
-    batch = batches.get_batch(session, first.batch_id) if first.batch_id is not None else None
-    cancelled = batch is not None and batch.status == BATCH_CANCELLED
-    paused = (batch is not None and batch.status == BATCH_PAUSED) or is_paused(
-        session, first.account
-    )
-    content = content_of(first)
-    opted = opted_out(session, [(message.nationcode, message.mobile) for message in held])
-    quiet = not within_marketing_hours(now)
-    opens = now + timedelta(seconds=seconds_until_beijing_hour(now, MARKETING_OPENS))
-    moves: dict[tuple[str, str, datetime | None], list[uuid.UUID]] = defaultdict(list)
-    recipients: list[Recipient] = []
-    for message in held:
-        seen: Counter[int] = Counter()
-        lost = bool(message.attempt_count) and settle_lost_attempts(session, message.id, seen, now)
-        if lost and not settings.resends_ambiguous(message.kind):
-            why = "a worker stopped before recording the answer; not resent by policy"
-            moves[UNKNOWN, why, None].append(message.id)
-        elif cancelled:
-            moves[CANCELLED, "batch cancelled before it went out", None].append(message.id)
-        elif paused:
-            moves[QUEUED, PAUSED_WHY, None].append(message.id)
-        elif message.delivery_count > settings.max_deliveries:
-            why = f"delivered to workers {message.delivery_count} times without finishing"
-            moves[FAILED, why, None].append(message.id)
-        elif message.expires_at is not None and message.expires_at <= now:
-            moves[EXPIRED, "the batch's window ended before it went out", None].append(message.id)
-        elif (message.nationcode, message.mobile) in opted:
-            moves[SUPPRESSED, OPTED_OUT_REASON, None].append(message.id)
-        elif message.attempt_count >= MAX_ATTEMPTS:
-            moves[FAILED, f"no success after {MAX_ATTEMPTS} attempts", None].append(message.id)
-        elif content_of(message) != content:
-            moves[QUEUED, PARAMS_WHY, None].append(message.id)
-        elif quiet:
-            if message.expires_at is not None and opens >= message.expires_at:
-                moves[EXPIRED, "quiet hours last past the batch's window", None].append(message.id)
-            else:
-                moves[QUEUED, QUIET_WHY, opens].append(message.id)
-        else:
-            phone = Phone(message.nationcode, message.mobile)
-            recipients.append(
-                Recipient(message.id, phone, message.expires_at, message.attempt_count, seen)
-            )
-    for (status, why, not_before), moved_ids in moves.items():
-        if status == CANCELLED:  # a claimed message is handed back, then withdrawn
-            handed_back = batches.requeue_many(session, moved_ids, owner, None, why)
-            tally[status] += batches.cancel_queued(session, ids=handed_back, reason=why)
-        elif status == QUEUED:
-            requeued = len(batches.requeue_many(session, moved_ids, owner, not_before, why))
-            metrics.deferred(first.account, _DEFERRAL_CAUSES.get(why, "other"), requeued)
-            tally[status] += requeued
-        else:
-            tally[status] += len(batches.end_many(session, moved_ids, owner, status, reason=why))
-    return Chunk(first.account, first.kind, content, recipients)
 
 
 def _deliver(chunk: Chunk, owner: str, ctx: SendContext, tally: Counter[str]) -> None:
@@ -277,29 +155,19 @@ def _one_try(
     # No connection is held while the request is in the air.
     exchange = client.execute(request)
     answers = number_answers(exchange, going)
-    again: list[Recipient] = []
+    for recipient, answer in zip(going, answers, strict=True):
+        recipient.attempts_made += 1
+        if answer.result is not None:
+            recipient.seen[answer.result] += 1
     with ctx.sessions() as session:
-        for recipient, attempt_id, answer in zip(going, attempt_ids, answers, strict=True):
-            recipient.attempts_made += 1
-            attempts.finish_attempt(
-                session,
-                attempt_id,
-                finished_at=exchange.finished_at,
-                http_status=exchange.http_status,
-                result=answer.result,
-                errmsg=answer.errmsg or None,
-                sid=answer.sid,
-                fee=answer.fee,
-                outcome=answer.outcome,
-                latency_ms=round(exchange.latency_ms),
-            )
-            if answer.result is not None:
-                recipient.seen[answer.result] += 1
-            status = _decide(session, chunk, recipient, answer, owner, exchange, ctx)
-            if status == _RETRY:
-                again.append(recipient)
-            else:
-                tally[status or "not ours"] += 1
+        attempts.finish_attempts(
+            session,
+            [
+                (attempt_id, _attempt_answer(exchange, answer))
+                for attempt_id, answer in zip(attempt_ids, answers, strict=True)
+            ],
+        )
+        again = _record_answers(session, chunk, going, answers, owner, exchange, ctx, tally)
         session.commit()
     retrying = {recipient.id for recipient in again}
     answered = [(a.outcome, a.fee, r.id in retrying) for r, a in zip(going, answers, strict=True)]
@@ -335,26 +203,72 @@ def number_answers(exchange: Exchange, recipients: Sequence[Recipient]) -> list[
     return answers
 
 
+def _record_answers(
+    session: Session,
+    chunk: Chunk,
+    going: Sequence[Recipient],
+    answers: Sequence[NumberAnswer],
+    owner: str,
+    exchange: Exchange,
+    ctx: SendContext,
+    tally: Counter[str],
+) -> list[Recipient]:
+    """Move each message by its own answer; the numbers to try again.
+
+    The accepted numbers, usually all of them, move together in a few statements; the rest
+    one by one.
+    """
+    sent = {r.id: a for r, a in zip(going, answers, strict=True) if a.outcome is Outcome.OK}
+    fields = {message_id: _sent_fields(exchange, answer) for message_id, answer in sent.items()}
+    moved = messages.transition_many(session, fields, SENT, from_statuses=(SENDING,), owner=owner)
+    # A delivery report may have overtaken its answer.
+    match_sent_many(session, {message_id: sent[message_id].sid or "" for message_id in moved})
+    tally[SENT] += len(moved)
+    tally["not ours"] += len(sent) - len(moved)
+    again: list[Recipient] = []
+    for recipient, answer in zip(going, answers, strict=True):
+        if answer.outcome is Outcome.OK:
+            continue
+        status = _decide(session, chunk, recipient, answer, owner, ctx)
+        if status == _RETRY:
+            again.append(recipient)
+        else:
+            tally[status or "not ours"] += 1
+    return again
+
+
+def _sent_fields(exchange: Exchange, answer: NumberAnswer) -> dict[str, object]:
+    """What a message accepted by the gateway records of its answer."""
+    return {
+        "sid": answer.sid, "fee": answer.fee, "result": answer.result, "errmsg": answer.errmsg,
+        "sent_at": exchange.finished_at, "reason": None,
+    }  # fmt: skip
+
+
+def _attempt_answer(exchange: Exchange, answer: NumberAnswer) -> attempts.AttemptAnswer:
+    return attempts.AttemptAnswer(
+        finished_at=exchange.finished_at,
+        http_status=exchange.http_status,
+        result=answer.result,
+        errmsg=answer.errmsg or None,
+        sid=answer.sid,
+        fee=answer.fee,
+        outcome=answer.outcome,
+        latency_ms=round(exchange.latency_ms),
+    )
+
+
 def _decide(
     session: Session,
     chunk: Chunk,
     recipient: Recipient,
     answer: NumberAnswer,
     owner: str,
-    exchange: Exchange,
     ctx: SendContext,
 ) -> str | None:
-    """Move one message by its own answer; the state reached, ``_RETRY``, or None (not ours)."""
+    """Move one message by an answer other than ok; the state reached, ``_RETRY``, or None
+    (not ours)."""
     message_id = recipient.id
-    if answer.outcome is Outcome.OK:
-        moved = messages.transition(
-            session, message_id, SENT, from_statuses=(SENDING,), owner=owner,
-            sid=answer.sid, fee=answer.fee, result=answer.result, errmsg=answer.errmsg,
-            sent_at=exchange.finished_at, reason=None,
-        )  # fmt: skip
-        if moved:  # a delivery report may have overtaken this answer
-            match_sent(session, message_id, answer.sid or "")
-        return SENT if moved else None
     code = answer.result
     info = code_info(code) if code is not None else None
     if answer.outcome is Outcome.REJECTED:

@@ -20,7 +20,7 @@ import logging
 import re
 import unicodedata
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -156,6 +156,18 @@ def match_sent(session: Session, message_id: uuid.UUID, sid: str) -> int:
     attached = ledger.attach_reports(session, sid, message_id)
     _settle(session, attached)
     return len(attached)
+
+
+def match_sent_many(session: Session, sent: Mapping[uuid.UUID, str]) -> int:
+    """``match_sent`` for many messages just recorded (message id to ``sid``); how many reports.
+
+    One lookup for all of them; only the few whose report overtook the answer are matched one
+    by one. Does not commit.
+    """
+    waiting = ledger.orphan_sids(session, [sid for sid in sent.values() if sid])
+    return sum(
+        match_sent(session, message_id, sid) for message_id, sid in sent.items() if sid in waiting
+    )
 
 
 def match_orphans(sessions: sessionmaker[Session], now: datetime, limit: int = MATCH_LIMIT) -> int:
