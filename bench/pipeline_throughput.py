@@ -165,6 +165,7 @@ def simulator_process(folder: Path) -> Iterator[str]:
         "simulator", "--port", "0", "--log-level", "warning",
     ]  # fmt: skip
     log_path = folder / "simulator.log"
+    log_path.unlink(missing_ok=True)  # an earlier run's "listening on" is not this one's
     process = ManagedProcess("simulator", argv, worker_environment({}), log_path, "listening on")
     with process:
         found = re.search(r"listening on (http://\S+)", log_path.read_text())

@@ -8,19 +8,22 @@ request was written and the answer was lost: a retry may deliver the SMS twice).
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
-from http.client import RemoteDisconnected
-from http.cookiejar import DefaultCookiePolicy
+from http.client import IncompleteRead, RemoteDisconnected
 
-import requests
-from requests import exceptions as errors
-from requests.adapters import HTTPAdapter
+import urllib3
 from urllib3.exceptions import (
     ClosedPoolError,
-    MaxRetryError,
+    ConnectTimeoutError,
+    HTTPError,
+    LocationValueError,
     NameResolutionError,
     NewConnectionError,
+    ProtocolError,
+    ProxyError,
     ReadTimeoutError,
+    SSLError,
 )
 
 HEADERS = {"Content-Type": "application/json; charset=utf-8", "Accept": "application/json"}
@@ -45,10 +48,11 @@ class HttpAnswer:
 
 
 class HttpTransport:
-    """A ``requests.Session`` shared by the threads of one process.
+    """A urllib3 pool of keep-alive connections, shared by the threads of one process.
 
-    Nothing in the session changes per request (no cookies, no environment lookups), which is
-    what makes sharing it safe, and what keeps a call to the cost of the exchange itself.
+    urllib3 directly rather than through ``requests``: nothing of what ``requests`` adds
+    (cookies, auth, environment settings, redirects) applies to these POSTs, and it cost more
+    client CPU per request than the exchange itself (bench/RESULTS.md, the client section).
     """
 
     def __init__(
@@ -61,37 +65,28 @@ class HttpTransport:
     ) -> None:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
-        self._session = requests.Session()
-        # A proxy is configured here, not picked up from the environment on every call.
-        self._session.trust_env = False
-        if proxy is not None:
-            self._session.proxies = {"http": proxy, "https": proxy}
-        self._session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
-        # No urllib3 retries: whether to try again is the caller's decision, made with the
-        # knowledge of whether this failure may have delivered the message.
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
+        timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
+        # A proxy is configured here, never picked up from the environment.
+        self._pools: urllib3.PoolManager = (
+            urllib3.ProxyManager(proxy, num_pools=4, maxsize=pool_size, timeout=timeout)
+            if proxy
+            else urllib3.PoolManager(num_pools=4, maxsize=pool_size, timeout=timeout)
+        )
 
     def post(self, url: str, body: bytes) -> HttpAnswer:
         """POST ``body``; any HTTP status is an answer, only a failed exchange raises."""
-        # Prepared by hand: Session.post would merge cookies, hooks, auth and environment
-        # settings on every call, none of which this session has (about a third of its cost).
-        request = requests.PreparedRequest()
         try:
-            request.prepare(method="POST", url=url, headers=HEADERS, data=body)
-            response = self._session.send(
-                request,
-                timeout=(self.connect_timeout, self.read_timeout),
-                allow_redirects=False,
-                proxies=self._session.proxies,
+            # No urllib3 retries: whether to try again is the caller's decision, made with the
+            # knowledge of whether this failure may have delivered the message.
+            response = self._pools.urlopen(
+                "POST", url, body=body, headers=HEADERS, retries=False, redirect=False
             )
-        except errors.RequestException as error:
+        except (HTTPError, ValueError) as error:
             raise self._classify(error) from error
-        return HttpAnswer(response.status_code, response.content)
+        return HttpAnswer(response.status, response.data)
 
     def close(self) -> None:
-        self._session.close()
+        self._pools.clear()
 
     def __enter__(self) -> HttpTransport:
         return self
@@ -105,50 +100,44 @@ class HttpTransport:
             f"read_timeout={self.read_timeout})"
         )
 
-    def _classify(self, error: errors.RequestException) -> TransportError:
+    def _classify(self, error: Exception) -> TransportError:
         connect, read = f"{self.connect_timeout:g}s", f"{self.read_timeout:g}s"
-        inner = error.args[0] if error.args else None
-        before_sending = isinstance(inner, MaxRetryError)  # urllib3 failed to connect
-        if isinstance(inner, MaxRetryError):
-            inner = inner.reason
         match error:
-            case errors.ConnectTimeout():
+            # NewConnectionError is a ConnectTimeoutError too (urllib3 keeps it so): first.
+            case NameResolutionError():
+                return NetworkError("cannot resolve the gateway host")
+            case NewConnectionError() if _caused_by(error, ConnectionRefusedError):
+                return NetworkError("connection refused")
+            case NewConnectionError():
+                return NetworkError("cannot connect to the gateway")
+            case ConnectTimeoutError():
                 return NetworkError(f"connect timeout after {connect}")
-            case errors.ReadTimeout():
+            case ReadTimeoutError():
                 return AmbiguousError(f"read timeout after {read}")
-            case errors.ProxyError():
+            case ProxyError():
                 return NetworkError("proxy connection failed")
-            case errors.SSLError():
-                if before_sending:
-                    return NetworkError("TLS handshake failed")
-                return AmbiguousError("TLS error while reading the response")
-            case errors.ChunkedEncodingError() | errors.ContentDecodingError():
-                return AmbiguousError("incomplete response")
-            case errors.InvalidURL() | errors.MissingSchema() | errors.InvalidSchema():
+            case SSLError() if _caused_by(error, ssl.SSLCertVerificationError):
+                # Refused during the handshake: the request was never written.
+                return NetworkError("TLS certificate refused")
+            case SSLError():
+                return AmbiguousError("TLS error")
+            case ClosedPoolError():
+                return NetworkError("transport is closed")
+            case LocationValueError() | ValueError():
                 return NetworkError("invalid URL")
-            case errors.InvalidHeader():
-                return NetworkError("invalid request header")
-            case errors.ConnectionError():
-                return _connection_failure(inner, read)
+            case ProtocolError():
+                return _broken_exchange(error)
         return AmbiguousError(f"unexpected transport failure: {type(error).__name__}")
 
 
-def _connection_failure(inner: object, read_timeout: str) -> TransportError:
-    match inner:
-        case NameResolutionError():
-            return NetworkError("cannot resolve the gateway host")
-        case NewConnectionError() if isinstance(inner.__cause__, ConnectionRefusedError):
-            return NetworkError("connection refused")
-        case NewConnectionError():
-            return NetworkError("cannot connect to the gateway")
-        case ClosedPoolError():
-            return NetworkError("transport is closed")
-        case ReadTimeoutError():
-            return AmbiguousError(f"read timeout after {read_timeout}")
+def _broken_exchange(error: ProtocolError) -> TransportError:
+    """The connection broke while the request or its answer was on the wire."""
     # RemoteDisconnected is itself a ConnectionResetError: an orderly close, not a reset.
-    if _caused_by(inner, RemoteDisconnected):
+    if _caused_by(error, RemoteDisconnected):
         return AmbiguousError("connection closed before a complete response")
-    if _caused_by(inner, ConnectionResetError):
+    if _caused_by(error, IncompleteRead):
+        return AmbiguousError("incomplete response")
+    if _caused_by(error, ConnectionResetError):
         return AmbiguousError("connection reset after the request was sent")
     return AmbiguousError("connection closed before a complete response")
 
