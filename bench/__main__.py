@@ -11,7 +11,10 @@ import time
 
 BENCHMARKS = [
     "bench.simulator_throughput",
+    "bench.client_vs_sdk",
     "bench.pipeline_throughput",
+    "bench.batch_end_to_end",  # a million recipients at its defaults: long
+    "bench.finance_ledger",  # ten million attempt rows at its defaults: the longest
 ]
 
 
