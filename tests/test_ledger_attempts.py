@@ -107,6 +107,24 @@ def test_a_group_request_gets_a_row_per_number(ledger_session: Session) -> None:
     assert attempts.begin_attempts(ledger_session, attempts=[], **request()) == []
 
 
+def test_an_attempt_for_a_named_owner_needs_its_lease(ledger_session: Session) -> None:
+    message_id = new_message(ledger_session)
+    assert messages.claim_message(ledger_session, message_id, "w1", 60, STARTED)
+    with pytest.raises(attempts.LeaseLost):
+        attempts.begin_attempt(
+            ledger_session, message_id=message_id, attempt_no=1, owner="w2", **request()
+        )
+    ledger_session.rollback()
+    assert attempts.attempts_for(ledger_session, message_id) == []
+    attempt_id = attempts.begin_attempt(
+        ledger_session, message_id=message_id, attempt_no=1, owner="w1", **request()
+    )
+    ledger_session.commit()
+    assert [attempt.id for attempt in attempts.attempts_for(ledger_session, message_id)] == [
+        attempt_id
+    ]
+
+
 def test_finish_attempt_happens_once(ledger_session: Session) -> None:
     message_id = new_message(ledger_session)
     attempt_id = attempts.begin_attempt(

@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TypedDict, Unpack, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import CursorResult, Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from worker.ledger.models import SmsAttempt, SmsMessage
-from worker.ledger.status import IN_FLIGHT
+from worker.ledger.status import IN_FLIGHT, SENDING
 
 # The statements of every send are built once, with bound parameters: building and caching a
 # statement costs more than running it.
@@ -28,6 +28,9 @@ _COUNT_ATTEMPT = (
     .where(_MESSAGES.c.id.in_(bindparam("message_ids", expanding=True)))
     .values(attempt_count=_MESSAGES.c.attempt_count + 1, request_id=bindparam("request"))
 )
+_COUNT_HELD_ATTEMPT = _COUNT_ATTEMPT.where(
+    _MESSAGES.c.status == SENDING, _MESSAGES.c.lease_owner == bindparam("owner")
+)
 _ANSWER = ("finished_at", "http_status", "result", "errmsg", "sid", "fee", "outcome", "latency_ms")
 _FINISH_MANY = (
     update(_ATTEMPTS)
@@ -35,6 +38,10 @@ _FINISH_MANY = (
     .values({name: bindparam(f"new_{name}") for name in _ANSWER})
 )
 _FINISH = _FINISH_MANY.returning(_ATTEMPTS.c.id)
+
+
+class LeaseLost(Exception):
+    """The worker beginning an attempt no longer holds its message: another one took it over."""
 
 
 class AttemptAnswer(TypedDict):
@@ -61,12 +68,14 @@ def begin_attempt(
     signed_time: int,
     worker: str,
     started_at: datetime,
+    owner: str | None = None,
 ) -> int:
     """Record an attempt as ``in_flight`` and count it on its message; the attempt's id.
 
     The caller commits BEFORE the HTTP call. A second attempt with the same ``attempt_no`` for
-    the message violates a unique index (IntegrityError): two workers believe they own it.
-    Locks: the new row and the message row until the caller commits. Does not commit.
+    the message violates a unique index (IntegrityError): two workers believe they own it. With
+    ``owner``, see ``begin_attempts``. Locks: the new row and the message row until the caller
+    commits. Does not commit.
     """
     (attempt_id,) = begin_attempts(
         session,
@@ -77,6 +86,7 @@ def begin_attempt(
         signed_time=signed_time,
         worker=worker,
         started_at=started_at,
+        owner=owner,
     )
     return attempt_id
 
@@ -91,12 +101,16 @@ def begin_attempts(
     signed_time: int,
     worker: str,
     started_at: datetime,
+    owner: str | None = None,
 ) -> list[int]:
     """Record one group request: an ``in_flight`` row per ``(message_id, attempt_no)``, all
     sharing ``request_id``; their ids in the order given.
 
-    Each message's ``attempt_count`` goes up by one and its ``request_id`` is set. Locks: the new
-    rows and the message rows until the caller commits. Does not commit.
+    Each message's ``attempt_count`` goes up by one and its ``request_id`` is set. With
+    ``owner``, only while that worker still holds every one of the messages (``sending``, its
+    lease): otherwise ``LeaseLost``, and the caller rolls back, so a worker whose lease ran out
+    mid-task cannot send beside the one that took the message over. Locks: the new rows and the
+    message rows until the caller commits. Does not commit.
     """
     if not attempts:
         return []
@@ -116,7 +130,14 @@ def begin_attempts(
     ]
     ids = {(message_id, no): id_ for id_, message_id, no in session.execute(_BEGIN, rows)}
     counted = {"message_ids": [message_id for message_id, _ in attempts], "request": request_id}
-    session.execute(_COUNT_ATTEMPT, counted)
+    if owner is None:
+        session.execute(_COUNT_ATTEMPT, counted)
+    else:
+        held = cast(
+            CursorResult[Any], session.execute(_COUNT_HELD_ATTEMPT, {**counted, "owner": owner})
+        )
+        if held.rowcount != len(ids):
+            raise LeaseLost("the message's lease is held by another worker now")
     return [ids[key] for key in attempts]
 
 

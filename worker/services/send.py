@@ -257,17 +257,22 @@ def _one_try(
         outgoing.phone, outgoing.content, ext=outgoing.ext, extend=outgoing.extend
     )
     with ctx.sessions() as session:
-        attempt_id = attempts.begin_attempt(
-            session,
-            message_id=outgoing.id,
-            attempt_no=attempt_no,
-            request_id=uuid.uuid4(),
-            api=request.api,
-            random=request.random,
-            signed_time=request.time,
-            worker=ctx.worker,
-            started_at=ctx.now(),
-        )
+        try:
+            attempt_id = attempts.begin_attempt(
+                session,
+                message_id=outgoing.id,
+                attempt_no=attempt_no,
+                request_id=uuid.uuid4(),
+                api=request.api,
+                random=request.random,
+                signed_time=request.time,
+                worker=ctx.worker,
+                started_at=ctx.now(),
+                owner=owner,
+            )
+        except attempts.LeaseLost:
+            log.warning("lease lost before attempt %d; another worker has the message", attempt_no)
+            return Step(None, NOT_OURS)
         session.commit()
     # No connection is held while the request is in the air.
     exchange = client.execute(request, seen)
