@@ -44,6 +44,17 @@ class LeaseLost(Exception):
     """The worker beginning an attempt no longer holds its message: another one took it over."""
 
 
+class AttemptRequest(TypedDict):
+    """The request an attempt is about: what the audit matches it on at the gateway."""
+
+    request_id: uuid.UUID
+    api: str
+    random: int
+    signed_time: int
+    worker: str
+    started_at: datetime
+
+
 class AttemptAnswer(TypedDict):
     """What finishes an attempt: the columns of ``_ANSWER``."""
 
@@ -62,13 +73,8 @@ def begin_attempt(
     *,
     message_id: uuid.UUID,
     attempt_no: int,
-    request_id: uuid.UUID,
-    api: str,
-    random: int,
-    signed_time: int,
-    worker: str,
-    started_at: datetime,
     owner: str | None = None,
+    **request: Unpack[AttemptRequest],
 ) -> int:
     """Record an attempt as ``in_flight`` and count it on its message; the attempt's id.
 
@@ -80,13 +86,8 @@ def begin_attempt(
     (attempt_id,) = begin_attempts(
         session,
         attempts=[(message_id, attempt_no)],
-        request_id=request_id,
-        api=api,
-        random=random,
-        signed_time=signed_time,
-        worker=worker,
-        started_at=started_at,
         owner=owner,
+        **request,
     )
     return attempt_id
 
@@ -95,13 +96,8 @@ def begin_attempts(
     session: Session,
     *,
     attempts: Sequence[tuple[uuid.UUID, int]],
-    request_id: uuid.UUID,
-    api: str,
-    random: int,
-    signed_time: int,
-    worker: str,
-    started_at: datetime,
     owner: str | None = None,
+    **request: Unpack[AttemptRequest],
 ) -> list[int]:
     """Record one group request: an ``in_flight`` row per ``(message_id, attempt_no)``, all
     sharing ``request_id``; their ids in the order given.
@@ -112,24 +108,11 @@ def begin_attempts(
     mid-task cannot send beside the one that took the message over. Locks: the new rows and the
     message rows until the caller commits. Does not commit.
     """
-    if not attempts:
+    ids = insert_attempts(session, attempts=attempts, **request)
+    if not ids:
         return []
-    rows = [
-        {
-            "message_id": message_id,
-            "attempt_no": attempt_no,
-            "request_id": request_id,
-            "api": api,
-            "random": random,
-            "signed_time": signed_time,
-            "worker": worker,
-            "started_at": started_at,
-            "outcome": IN_FLIGHT,
-        }
-        for message_id, attempt_no in attempts
-    ]
-    ids = {(message_id, no): id_ for id_, message_id, no in session.execute(_BEGIN, rows)}
-    counted = {"message_ids": [message_id for message_id, _ in attempts], "request": request_id}
+    message_ids = [message_id for message_id, _ in attempts]
+    counted = {"message_ids": message_ids, "request": request["request_id"]}
     if owner is None:
         session.execute(_COUNT_ATTEMPT, counted)
     else:
@@ -138,6 +121,25 @@ def begin_attempts(
         )
         if held.rowcount != len(ids):
             raise LeaseLost("the message's lease is held by another worker now")
+    return ids
+
+
+def insert_attempts(
+    session: Session,
+    *,
+    attempts: Sequence[tuple[uuid.UUID, int]],
+    **request: Unpack[AttemptRequest],
+) -> list[int]:
+    """The ``in_flight`` rows of ``begin_attempts`` without counting them on their messages (the
+    caller has: ``batches.hold_for_attempt``); their ids in the order given. Does not commit.
+    """
+    if not attempts:
+        return []
+    rows = [
+        {"message_id": message_id, "attempt_no": attempt_no, "outcome": IN_FLIGHT, **request}
+        for message_id, attempt_no in attempts
+    ]
+    ids = {(message_id, no): id_ for id_, message_id, no in session.execute(_BEGIN, rows)}
     return [ids[key] for key in attempts]
 
 
