@@ -26,7 +26,7 @@ from worker.ledger.optouts import add_opt_out
 from worker.ledger.status import CANCELLED, FAILED, QUEUED, SENT, SUPPRESSED, UNKNOWN
 from worker.services.batches import Dispatcher, dispatch_due_batches
 from worker.services.group_send import send_chunk
-from worker.services.send import SendContext
+from worker.services.sending import SendContext
 from worker.services.waits import BEIJING, seconds_until_beijing_hour
 from worker.simulator.server import SimulatorServer
 from worker.tencent import SmsClient

@@ -13,7 +13,8 @@ from tests.fixtures.pipeline import Pipeline, settings_under
 from tests.fixtures.simulator import LONG_PARAMS, SIGN, TPL_LONG
 from worker.ledger.status import QUEUED
 from worker.producer import Producer
-from worker.services.send import SendContext, send_message
+from worker.services.send import send_message
+from worker.services.sending import SendContext
 from worker.services.throttle import Throttle
 from worker.tasks import send
 from worker.tencent import SmsClient

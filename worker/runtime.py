@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from worker.config import ConfigError, Settings, load_settings
 from worker.ledger.db import make_engine, session_factory
-from worker.services.send import SendContext
+from worker.services.sending import SendContext
 from worker.services.throttle import Throttle
 from worker.tencent import SmsClient
 

@@ -23,7 +23,7 @@ from worker.ledger.batch_models import PAUSED as BATCH_PAUSED
 from worker.ledger.models import SmsMessage
 from worker.ledger.optouts import opted_out
 from worker.ledger.status import CANCELLED, EXPIRED, FAILED, QUEUED, SUPPRESSED, UNKNOWN
-from worker.services.send import (
+from worker.services.sending import (
     MAX_ATTEMPTS,
     OPTED_OUT_REASON,
     SendContext,

@@ -2,7 +2,8 @@
 
 The dispatcher (``worker.services.batches``) claims the chunk's messages with a lease of its own
 and publishes their ids; this runs in the task. It follows the single send step by step
-(``worker.services.send``, whose helpers it shares), with one request for many numbers:
+(``worker.services.send``; what both share is in ``worker.services.sending``), with one
+request for many numbers:
 
 - at send time the batch may have been cancelled or paused, a number may have opted out, the
   clock may have reached 22:00 Beijing time: those messages are settled before any request
@@ -33,7 +34,7 @@ from worker.ledger.status import EXPIRED, FAILED, QUEUED, SENDING, SENT, UNKNOWN
 from worker.logs import bind_log_context, log_context
 from worker.services.chunk_checks import Chunk, Recipient, gate
 from worker.services.reports import match_sent_many
-from worker.services.send import MAX_ATTEMPTS, SendContext, stop_account
+from worker.services.sending import MAX_ATTEMPTS, SendContext, stop_account
 from worker.services.tries import backoff_after_tries, quick_tries
 from worker.services.waits import wait_for
 from worker.tencent import Exchange, SmsClient

@@ -15,26 +15,22 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 from tenacity import retry_if_result
 
 from worker import metrics
-from worker.config import Settings
 from worker.ledger import attempts, messages
-from worker.ledger.accounts import pause_account
 from worker.ledger.models import SmsMessage
 from worker.ledger.optouts import is_opted_out
 from worker.ledger.status import (
     EXPIRED,
     FAILED,
-    IN_FLIGHT,
     MARKETING,
     QUEUED,
     SENDING,
@@ -44,7 +40,14 @@ from worker.ledger.status import (
 )
 from worker.logs import bind_log_context, log_context
 from worker.services.reports import match_sent
-from worker.services.throttle import Throttle
+from worker.services.sending import (
+    MAX_ATTEMPTS,
+    OPTED_OUT_REASON,
+    SendContext,
+    content_of,
+    settle_lost_attempts,
+    stop_account,
+)
 from worker.services.tries import (
     IN_TASK_TRIES,
     MAX_COUNTDOWN_SECONDS,
@@ -52,29 +55,13 @@ from worker.services.tries import (
     quick_tries,
 )
 from worker.services.waits import wait_for
-from worker.tencent import Content, Exchange, Phone, SmsClient, Template, Text
+from worker.tencent import Content, Exchange, Phone, SmsClient
 from worker.tencent.codes import Outcome, code_info
 
 log = logging.getLogger(__name__)
 
-# Attempts a message may spend in all before it ends failed (each one is a gateway request).
-MAX_ATTEMPTS = 10
 # An account slot further away than this is not slept for: the task is deferred instead.
 MAX_SLOT_SLEEP_SECONDS = 1.0
-OPTED_OUT_REASON = "the number opted out of marketing"
-
-
-@dataclass(frozen=True, slots=True)
-class SendContext:
-    """What ``send_message`` works with; one per worker process."""
-
-    sessions: sessionmaker[Session]
-    settings: Settings
-    client_for: Callable[[str], SmsClient]  # by account name
-    throttle: Throttle | None  # None: no shared throttling (single process tools, tests)
-    worker: str  # recorded on attempts and leases
-    now: Callable[[], datetime] = lambda: datetime.now(UTC)
-    sleep: Callable[[float], None] = time.sleep
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,34 +170,6 @@ def _prepare(
             )
             return verdict, None
     return None, outgoing
-
-
-def settle_lost_attempts(
-    session: Session, message_id: uuid.UUID, seen: Counter[int], now: datetime
-) -> bool:
-    """Turn attempts a dead worker left ``in_flight`` into ``ambiguous``; whether there were any.
-
-    Also fills ``seen`` with the result codes of the message's earlier attempts.
-    """
-    lost = False
-    for attempt in attempts.attempts_for(session, message_id):
-        if attempt.result is not None:
-            seen[attempt.result] += 1
-        if attempt.outcome == IN_FLIGHT:
-            lost = True
-            attempts.finish_attempt(
-                session,
-                attempt.id,
-                finished_at=now,
-                http_status=None,
-                result=None,
-                errmsg="worker stopped before the answer was recorded",
-                sid=None,
-                fee=None,
-                outcome=Outcome.AMBIGUOUS,
-                latency_ms=None,
-            )
-    return lost
 
 
 def _deliver(outgoing: Outgoing, owner: str, ctx: SendContext) -> SendVerdict:
@@ -383,16 +342,6 @@ def _pause(
     return SendVerdict(QUEUED, reason=f"account paused: {reason}")
 
 
-def stop_account(session: Session, account: str, code: int, reason: str, now: datetime) -> None:
-    """Pause ``account`` after ``code`` and alert, once however many workers saw the code."""
-    if pause_account(session, account, code=code, reason=reason, now=now):
-        log.error(
-            "account %s paused after result %s (%s): its messages stay queued until "
-            "`sms-worker accounts resume %s`",
-            account, code, reason, account,
-        )  # fmt: skip
-
-
 def _end(
     session: Session,
     message_id: uuid.UUID,
@@ -412,13 +361,6 @@ def _give_up(outgoing: Outgoing, owner: str, ctx: SendContext, reason: str) -> S
         verdict = _end(session, outgoing.id, owner, FAILED, reason)
         session.commit()
     return Step(None, verdict)
-
-
-def content_of(message: SmsMessage) -> Content:
-    """What the message sends: its template and params, or its free text."""
-    if message.tpl_id is not None:
-        return Template(message.tpl_id, tuple(message.params or ()), message.sign)
-    return Text(message.content or "", marketing=message.kind == MARKETING)
 
 
 def _log_attempt(
