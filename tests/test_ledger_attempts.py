@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from worker.ledger import attempts, batches, messages, status
+from worker.ledger import attempts, messages, status
 from worker.ledger.models import SmsAttempt
 from worker.tencent.codes import Outcome
 
@@ -123,30 +123,6 @@ def test_an_attempt_for_a_named_owner_needs_its_lease(ledger_session: Session) -
     assert [attempt.id for attempt in attempts.attempts_for(ledger_session, message_id)] == [
         attempt_id
     ]
-
-
-def test_a_group_try_renews_and_counts_only_what_its_owner_holds(ledger_session: Session) -> None:
-    mine, other = new_message(ledger_session, "13788888881"), new_message(ledger_session)
-    assert messages.claim_message(ledger_session, mine, "w1", 60, STARTED)
-    assert messages.claim_message(ledger_session, other, "w2", 60, STARTED)
-    later, request_id = STARTED + timedelta(seconds=30), uuid.uuid4()
-
-    held = batches.hold_for_attempt(ledger_session, [mine, other], "w1", later, 60, request_id)
-    ids = attempts.insert_attempts(
-        ledger_session, attempts=[(mine, 1)], **request(request_id=request_id)
-    )
-    ledger_session.commit()
-    ledger_session.expire_all()
-
-    assert held == {mine}
-    stored = {m: messages.get_message(ledger_session, m) for m in (mine, other)}
-    assert stored[mine] is not None and stored[other] is not None
-    assert (stored[mine].attempt_count, stored[mine].request_id) == (1, request_id)
-    assert stored[mine].lease_until == later + timedelta(seconds=60)
-    assert (stored[other].attempt_count, stored[other].request_id) == (0, None)
-    assert stored[other].lease_until == STARTED + timedelta(seconds=60)
-    (attempt,) = attempts.attempts_for(ledger_session, mine)
-    assert (attempt.id, attempt.request_id, attempt.outcome) == (ids[0], request_id, "in_flight")
 
 
 def test_finish_attempt_happens_once(ledger_session: Session) -> None:

@@ -108,9 +108,13 @@ def begin_attempts(
     mid-task cannot send beside the one that took the message over. Locks: the new rows and the
     message rows until the caller commits. Does not commit.
     """
-    ids = insert_attempts(session, attempts=attempts, **request)
-    if not ids:
+    if not attempts:
         return []
+    rows = [
+        {"message_id": message_id, "attempt_no": attempt_no, "outcome": IN_FLIGHT, **request}
+        for message_id, attempt_no in attempts
+    ]
+    ids = {(message_id, no): id_ for id_, message_id, no in session.execute(_BEGIN, rows)}
     message_ids = [message_id for message_id, _ in attempts]
     counted = {"message_ids": message_ids, "request": request["request_id"]}
     if owner is None:
@@ -121,25 +125,6 @@ def begin_attempts(
         )
         if held.rowcount != len(ids):
             raise LeaseLost("the message's lease is held by another worker now")
-    return ids
-
-
-def insert_attempts(
-    session: Session,
-    *,
-    attempts: Sequence[tuple[uuid.UUID, int]],
-    **request: Unpack[AttemptRequest],
-) -> list[int]:
-    """The ``in_flight`` rows of ``begin_attempts`` without counting them on their messages (the
-    caller has: ``batches.hold_for_attempt``); their ids in the order given. Does not commit.
-    """
-    if not attempts:
-        return []
-    rows = [
-        {"message_id": message_id, "attempt_no": attempt_no, "outcome": IN_FLIGHT, **request}
-        for message_id, attempt_no in attempts
-    ]
-    ids = {(message_id, no): id_ for id_, message_id, no in session.execute(_BEGIN, rows)}
     return [ids[key] for key in attempts]
 
 

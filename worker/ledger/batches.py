@@ -296,36 +296,6 @@ def hold_chunk(
     return list(session.scalars(statement))
 
 
-def hold_for_attempt(
-    session: Session,
-    ids: Collection[uuid.UUID],
-    owner: str,
-    now: datetime,
-    lease_seconds: float,
-    request_id: uuid.UUID,
-) -> set[uuid.UUID]:
-    """``hold_chunk`` and the count of the attempt about to be made, in one UPDATE; the ids held.
-
-    Before each group request: a message another dispatcher took over meanwhile is dropped, and
-    each one still held gets its lease renewed, its ``attempt_count`` raised and its
-    ``request_id`` set, which ``attempts.insert_attempts`` then pairs with the attempt rows.
-    Locks: those rows until the caller commits.
-    """
-    statement = (
-        update(SmsMessage)
-        .where(_held_by(owner), SmsMessage.id.in_(ids))
-        .values(
-            lease_until=now + timedelta(seconds=lease_seconds),
-            updated_at=now,
-            attempt_count=SmsMessage.attempt_count + 1,
-            request_id=request_id,
-        )
-        .returning(SmsMessage.id)
-        .execution_options(synchronize_session=False)
-    )
-    return set(session.scalars(statement))
-
-
 def requeue_many(
     session: Session,
     ids: Collection[uuid.UUID],

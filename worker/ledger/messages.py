@@ -163,11 +163,13 @@ def transition(
     values = _new_values(to_status, from_statuses, fields)
     computed = {name: value for name, value in values.items() if isinstance(value, ClauseElement)}
     plain = {name: value for name, value in values.items() if name not in computed}
-    statement = _transition_statement(tuple(plain), by_owner=owner is not None)
+    statement = _transition_statement(
+        tuple(plain), tuple(sorted(from_statuses)), by_owner=owner is not None, returning=True
+    )
     if computed:
         statement = statement.values(computed)
     params = {f"new_{name}": value for name, value in plain.items()}
-    params.update(message_id=message_id, from_statuses=list(from_statuses), owner=owner)
+    params.update(message_id=message_id, owner=owner)
     return session.execute(statement, params).one_or_none() is not None
 
 
@@ -188,6 +190,7 @@ def transition_many(
     lock, which a transaction holds from its first write, makes the ids exact, so call this
     after one. Locks: those rows until the caller commits. Does not commit.
     """
+    common = _new_values(to_status, from_statuses, {})  # refuses a move status.NEXT forbids
     if not fields_by_id:
         return []
     table = _MESSAGES.c
@@ -200,15 +203,20 @@ def transition_many(
     if owner is not None:
         movable = movable.where(table.lease_owner == owner)
     moving = list(session.scalars(movable))
-    rows = []
-    for message_id in moving:
-        values = _new_values(to_status, from_statuses, fields_by_id[message_id])
-        row = {f"new_{name}": value for name, value in values.items()}
-        rows.append({**row, "message_id": message_id, "owner": owner})
-    if rows:
-        columns = tuple(name.removeprefix("new_") for name in rows[0] if name.startswith("new_"))
-        statuses = tuple(sorted(from_statuses))
-        session.execute(_move_statement(columns, statuses, by_owner=owner is not None), rows)
+    if moving:
+        columns = tuple({**common, **next(iter(fields_by_id.values()))})
+        statement = _transition_statement(
+            columns, tuple(sorted(from_statuses)), by_owner=owner is not None, returning=False
+        )
+        rows = [
+            {
+                **{f"new_{name}": value for name, value in {**common, **fields_by_id[id_]}.items()},
+                "message_id": id_,
+                "owner": owner,
+            }
+            for id_ in moving
+        ]
+        session.execute(statement, rows)
     return moving
 
 
@@ -225,32 +233,20 @@ def _new_values(
     return values
 
 
-@lru_cache(maxsize=64)
-def _transition_statement(columns: tuple[str, ...], *, by_owner: bool) -> Update:
-    """The UPDATE of ``transition`` setting ``columns``, built once per set of columns."""
-    table = _MESSAGES.c
-    conditions = [
-        table.id == bindparam("message_id"),
-        table.status.in_(bindparam("from_statuses", expanding=True)),
-    ]
-    if by_owner:
-        conditions.append(table.lease_owner == bindparam("owner"))
-    values: dict[str, Any] = {name: bindparam(f"new_{name}") for name in columns}
-    return update(_MESSAGES).where(*conditions).values(values).returning(table.id)
-
-
-@lru_cache(maxsize=64)
-def _move_statement(
-    columns: tuple[str, ...], statuses: tuple[str, ...], *, by_owner: bool
+@lru_cache(maxsize=128)
+def _transition_statement(
+    columns: tuple[str, ...], statuses: tuple[str, ...], *, by_owner: bool, returning: bool
 ) -> Update:
-    """The UPDATE of ``transition_many``, one row per parameter set. The states are written
-    into the statement: an executemany cannot expand an IN list."""
+    """The UPDATE moving one message (by id) out of ``statuses``, setting ``columns``; built
+    once per shape. The states are written into the statement rather than bound as an IN list,
+    which an executemany (``transition_many``) could not expand."""
     table = _MESSAGES.c
     conditions = [table.id == bindparam("message_id"), or_(*(table.status == s for s in statuses))]
     if by_owner:
         conditions.append(table.lease_owner == bindparam("owner"))
     values: dict[str, Any] = {name: bindparam(f"new_{name}") for name in columns}
-    return update(_MESSAGES).where(*conditions).values(values)
+    statement = update(_MESSAGES).where(*conditions).values(values)
+    return statement.returning(table.id) if returning else statement
 
 
 def requeue(

@@ -129,22 +129,20 @@ def _one_try(
     """One request for ``pending``; the numbers to try again and the request's error."""
     now = ctx.now()
     with ctx.sessions() as session:
-        spent = [r.id for r in pending if r.attempts_made >= MAX_ATTEMPTS]
+        # Renewing the lease first also drops a number another dispatcher has taken over.
+        ids = [recipient.id for recipient in pending]
+        lease = ctx.settings.lease_seconds
+        still = {m.id for m in batches.hold_chunk(session, ids, owner, now, lease)}
+        spent = [r.id for r in pending if r.id in still and r.attempts_made >= MAX_ATTEMPTS]
         why = f"no success after {MAX_ATTEMPTS} attempts"
         tally[FAILED] += len(batches.end_many(session, spent, owner, FAILED, reason=why))
-        # Renewing the lease also drops a number another dispatcher has taken over; the same
-        # UPDATE counts the attempt about to be made.
-        request_id = uuid.uuid4()
-        held = batches.hold_for_attempt(
-            session, [r.id for r in pending if r.id not in spent], owner, now,
-            ctx.settings.lease_seconds, request_id,
-        )  # fmt: skip
-        going = [r for r in pending if r.id in held]
+        going = [r for r in pending if r.id in still and r.id not in spent]
         if not going:
             session.commit()
             return [], ""
         request = client.prepare_group([recipient.phone for recipient in going], chunk.content)
-        attempt_ids = attempts.insert_attempts(
+        request_id = uuid.uuid4()
+        attempt_ids = attempts.begin_attempts(
             session,
             attempts=[(recipient.id, recipient.attempts_made + 1) for recipient in going],
             request_id=request_id,
