@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.pipeline",
     "tests.fixtures.rabbitmq",
     "tests.fixtures.receiver",
+    "tests.fixtures.batches",
 ]

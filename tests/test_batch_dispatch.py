@@ -8,20 +8,16 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.fixtures.pipeline import settings_under
-from tests.fixtures.simulator import APPKEY, SDKAPPID
 from worker.batches import Batches
 from worker.config import Settings
 from worker.ledger.batch_models import DONE, SCHEDULED, SENDING
-from worker.ledger.db import make_engine, session_factory
 from worker.ledger.models import SmsMessage
 from worker.ledger.status import CANCELLED, EXPIRED, QUEUED
 from worker.services.batches import Dispatcher, dispatch_due_batches
@@ -51,25 +47,6 @@ class Published:
     @property
     def ids(self) -> list[uuid.UUID]:
         return [i for ids, _ in self.chunks for i in ids] + self.singles
-
-
-@pytest.fixture
-def settings(ledger_url: str) -> Settings:
-    return settings_under(
-        {"SMS_DATABASE_URL": ledger_url, "SMS_SDKAPPID": SDKAPPID, "SMS_APPKEY": APPKEY}
-    )
-
-
-@pytest.fixture
-def sessions(settings: Settings) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(settings.database_url)
-    yield session_factory(engine)
-    engine.dispose()
-
-
-@pytest.fixture
-def batches(settings: Settings, sessions: sessionmaker[Session]) -> Batches:
-    return Batches(settings, sessions)
 
 
 def at_beijing_hour(hour: int) -> datetime:

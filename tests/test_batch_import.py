@@ -17,38 +17,17 @@ from click.testing import CliRunner
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.fixtures.pipeline import settings_under
 from tests.fixtures.simulator import APPKEY, SDKAPPID
 from worker.batches import Batches
 from worker.cli import main
 from worker.config import Settings
 from worker.ledger.batch_models import CANCELLED, SCHEDULED
-from worker.ledger.db import make_engine, session_factory
 from worker.ledger.models import SmsMessage
 from worker.ledger.optouts import add_opt_out
 from worker.ledger.status import MARKETING, QUEUED
 from worker.services.batch_import import BatchInputError, ImportProgress, params_key
 
 TEMPLATE = 100002
-
-
-@pytest.fixture
-def settings(ledger_url: str) -> Settings:
-    return settings_under(
-        {"SMS_DATABASE_URL": ledger_url, "SMS_SDKAPPID": SDKAPPID, "SMS_APPKEY": APPKEY}
-    )
-
-
-@pytest.fixture
-def sessions(settings: Settings) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(settings.database_url)
-    yield session_factory(engine)
-    engine.dispose()
-
-
-@pytest.fixture
-def batches(settings: Settings, sessions: sessionmaker[Session]) -> Batches:
-    return Batches(settings, sessions)
 
 
 def batch_messages(sessions: sessionmaker[Session], batch_id: object) -> list[SmsMessage]:

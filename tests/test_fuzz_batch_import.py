@@ -19,18 +19,16 @@ import io
 import os
 import re
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 from hypothesis import event, example, given
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.fixtures.pipeline import settings_under
 from tests.fixtures.simulator import APPKEY, SDKAPPID
 from tests.fuzz_strategies import (
     FUZZ,
@@ -52,7 +50,6 @@ from worker.ledger.batch_models import (
     SmsBatch,
     SmsBatchRejection,
 )
-from worker.ledger.db import make_engine, session_factory
 from worker.ledger.models import SmsMessage
 from worker.ledger.status import MARKETING, QUEUED
 from worker.services.batch_import import PARAM_COLUMN, BatchInputError, ImportReport
@@ -65,25 +62,6 @@ FIELD_LIMIT = csv.field_size_limit()
 POOL = [f"+86137{n:08d}" for n in range(0, 80_000_000, 9_876_543)] + ["+12015550123"]
 UTF_CODECS = ("utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-32")
 CODECS = (*UTF_CODECS, "gb18030", "big5", "shift_jis", "latin-1", "cp1252")
-
-
-@pytest.fixture
-def settings(ledger_url: str) -> Settings:
-    return settings_under(
-        {"SMS_DATABASE_URL": ledger_url, "SMS_SDKAPPID": SDKAPPID, "SMS_APPKEY": APPKEY}
-    )
-
-
-@pytest.fixture
-def sessions(settings: Settings) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(settings.database_url)
-    yield session_factory(engine)
-    engine.dispose()
-
-
-@pytest.fixture
-def batches(settings: Settings, sessions: sessionmaker[Session]) -> Batches:
-    return Batches(settings, sessions)
 
 
 # --- files ----------------------------------------------------------------------------------

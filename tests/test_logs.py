@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import secrets
 import uuid
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.pipeline import Pipeline
+from tests.fixtures.pipeline import Pipeline, child_environment
 from tests.fixtures.simulator import APPKEY, LONG_PARAMS, SIGN, TPL_LONG
 from worker.logs import (
     SECRET_MASK,
@@ -187,10 +186,7 @@ def test_configure_logging_sets_up_the_root_logger() -> None:
 
 def _json_worker(pipeline: Pipeline, folder: Path) -> ManagedProcess:
     """A worker of the pipeline's configuration with SMS_LOG_FORMAT=json, in place of its own."""
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith("SMS_")}
-    environment = {
-        **inherited, **pipeline.environment, "SMS_LOG_FORMAT": "json", "PYTHONUNBUFFERED": "1",
-    }  # fmt: skip
+    environment = child_environment({**pipeline.environment, "SMS_LOG_FORMAT": "json"})
     return celery_worker(
         environment, folder / "json-worker.log", concurrency=2,
         name=f"json-{secrets.token_hex(4)}", cwd=folder,

@@ -28,7 +28,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
-from tests.fixtures.pipeline import Pipeline, settings_under
+from tests.fixtures.pipeline import Pipeline, child_environment, settings_under
 from tests.fixtures.receiver import Receiver, new_mobiles, record_sent
 from tests.fixtures.simulator import CODE_PARAMS, LONG_PARAMS, SIGN, TPL_CODE, TPL_LONG
 from worker.batches import Batches
@@ -90,18 +90,12 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) ->
 def metrics_worker(pipeline: Pipeline, folder: Path, port: int, offset: float) -> ManagedProcess:
     """A prefork worker of the pipeline's configuration serving metrics on ``port``, its clock
     ``offset`` seconds ahead (marketing hours whatever the time of day)."""
-    inherited = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("SMS_") and k != "PROMETHEUS_MULTIPROC_DIR"
-    }
-    environment = {
-        **inherited,
+    sms = {
         **pipeline.environment,
         "SMS_METRICS_PORT": str(port),
         "SMS_CLOCK_OFFSET_SECONDS": str(offset),
-        "PYTHONUNBUFFERED": "1",
     }
+    environment = child_environment(sms, without={"PROMETHEUS_MULTIPROC_DIR"})
     return celery_worker(
         environment, folder / "metrics-worker.log", pool="prefork", concurrency=2,
         name=f"metrics-{secrets.token_hex(4)}", cwd=folder,

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from tests.fixtures.pipeline import child_environment
 from tests.fixtures.receiver import (
     Receiver,
     gateway_sends,
@@ -278,11 +279,7 @@ def test_the_command_serves_the_ledger_and_never_prints_its_token(tmp_path: Path
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     upgrade(url)
     token = secrets.token_urlsafe(24)
-    environment = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("SMS_")},
-        "SMS_DATABASE_URL": url,
-        "SMS_RECEIVER_TOKEN": token,
-    }
+    environment = child_environment({"SMS_DATABASE_URL": url, "SMS_RECEIVER_TOKEN": token})
     command = [str(Path(sys.executable).with_name("sms-worker")), "receiver", "--port", "0"]
     process = ManagedProcess("receiver", command, environment, tmp_path / "receiver.log",
                              "stop with Ctrl-C", cwd=tmp_path)  # fmt: skip

@@ -15,7 +15,6 @@ under 8 s), so a lease only runs out when its worker is gone.
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
@@ -28,7 +27,12 @@ from celery import Celery
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.fixtures.pipeline import CeleryWorker, pipeline_environment, settings_under
+from tests.fixtures.pipeline import (
+    CeleryWorker,
+    child_environment,
+    pipeline_environment,
+    settings_under,
+)
 from tests.fixtures.simulator import LONG_PARAMS, SIGN, TPL_LONG
 from worker.celery import make_app
 from worker.config import Settings
@@ -111,8 +115,7 @@ class ChaosSystem:
 
     def _beat(self, n: int) -> ManagedProcess:
         folder = self._subfolder(f"beat-{n}")
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith("SMS_")}
-        environment = {**inherited, **self.environment, "PYTHONUNBUFFERED": "1"}
+        environment = child_environment(self.environment)
         beat = celery_beat(environment, folder / "beat.log", folder / "schedule")
         beat.cwd = folder  # a folder without a .env: the process sees only this environment
         return beat
