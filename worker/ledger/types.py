@@ -43,7 +43,7 @@ def text_problem(value: str, limit: int | None = None) -> str | None:
     """Why PostgreSQL would refuse ``value`` where SQLite takes it, or None: longer than the
     column's ``limit``, a NUL character, a lone surrogate (which is not UTF-8)."""
     if limit is not None and len(value) > limit:
-        return f"is {len(value)} characters; at most {limit}"
+        return f"is longer than {limit} characters"
     if "\x00" in value:
         return "contains a NUL character"
     try:

@@ -33,6 +33,7 @@ from worker.ledger.messages import transition
 from worker.ledger.optouts import add_opt_out
 from worker.ledger.report_models import REPORT_SOURCES, SmsDeliveryReport, SmsReply
 from worker.ledger.status import AWAITING_REPORT, DELIVERED, UNDELIVERED
+from worker.ledger.types import text_problem
 from worker.services.waits import BEIJING
 from worker.tencent.types import REPORT_FAIL, REPORT_SUCCESS, DeliveryReport, Reply
 
@@ -317,15 +318,9 @@ def _text(value: str, field: str, columns: Any, *, required: bool = False) -> st
     PostgreSQL refuses what SQLite would take: text over a VARCHAR's length, NUL characters,
     and lone surrogates (which JSON can spell); each is an ``InvalidItem`` here instead.
     """
-    limit = getattr(columns[field].type, "length", None)
     if required and not value:
         raise InvalidItem(field, "must not be empty")
-    if limit is not None and len(value) > limit:
-        raise InvalidItem(field, f"is longer than {limit} characters")
-    if "\x00" in value:
-        raise InvalidItem(field, "contains a NUL character")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidItem(field, "is not valid Unicode text") from None
+    problem = text_problem(value, getattr(columns[field].type, "length", None))
+    if problem is not None:
+        raise InvalidItem(field, problem)
     return value
