@@ -9,6 +9,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from worker.cli.common import (
     BAD_INPUT,
     FAILURE,
+    MIGRATE_HINT,
     current_settings,
     fail,
     listen_options,
@@ -129,6 +130,6 @@ def _warn_if_not_migrated(url: str, shown: str) -> None:
     if at != newest:
         click.echo(
             f"sms-worker receiver: warning: {shown} is at {at or 'nothing'}, newest {newest}; "
-            "run `sms-worker migrate`",
+            f"{MIGRATE_HINT}",
             err=True,
         )
