@@ -86,7 +86,7 @@ def gateway() -> Iterator[Gateway]:
 
 @pytest.fixture
 def client(gateway: Gateway) -> Iterator[SmsClient]:
-    with SmsClient(SDKAPPID, APPKEY, gateway.url, read_timeout=2.0, clock=lambda: NOW) as instance:
+    with SmsClient(SDKAPPID, APPKEY, gateway.url, read_timeout=30.0, clock=lambda: NOW) as instance:
         yield instance
 
 

@@ -84,7 +84,7 @@ def send_the_mix(pipeline: Pipeline) -> dict[str, uuid.UUID]:
             kind=VERIFICATION,
         ),
     }
-    pipeline.wait_settled([e.id for e in ids.values()], timeout=45)
+    pipeline.wait_settled([e.id for e in ids.values()], timeout=120)
     return {name: enqueued.id for name, enqueued in ids.items()}
 
 
@@ -225,7 +225,7 @@ def test_the_ledger_agrees_with_the_gateway_and_catches_tampering(
     pipeline.celery_app.send_task(
         TASK_ROLLUP_USAGE, kwargs={"days": ROLLUP_RECENT_DAYS}, queue=QUEUE_MAINTENANCE
     )
-    pipeline.wait_until(lambda: rollup_is_live(pipeline, days), timeout=30, what="rollup")
+    pipeline.wait_until(lambda: rollup_is_live(pipeline, days), timeout=120, what="rollup")
     assert rolled_up_rows(pipeline) > 0
 
     # Prices.

@@ -207,7 +207,7 @@ def test_a_worker_writes_json_lines_about_each_message_with_the_number_masked(
             ).id
             for phone in phones
         ]
-        pipeline.wait_settled(ids, timeout=45)
+        pipeline.wait_settled(ids, timeout=120)
     lines = worker.log_path.read_text().splitlines()
 
     entries = _json_entries(lines)

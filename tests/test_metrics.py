@@ -79,7 +79,7 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
     for _ in range(int(timeout / POLL_SECONDS) + 1):
         if condition():
             return
@@ -127,7 +127,7 @@ def test_a_prefork_workers_metrics_agree_with_the_ledger(
         with worker:
             before = scrape(url)
             ids = _send_singles(pipeline, now)
-            pipeline.wait_settled(ids, timeout=60)
+            pipeline.wait_settled(ids, timeout=120)
             _dispatch_until_done(pipeline, batch.batch_id, now)
             pipeline.wait_settled(_batch_message_ids(pipeline, batch.batch_id))
             with pipeline.sessions() as session:

@@ -112,7 +112,7 @@ def test_a_countdown_is_held_by_the_worker_and_sent_when_due(rabbitmq_pipeline: 
 
     # No sweeper: a task delivered early would find its message not due and be dropped, so
     # only the broker's countdown can bring these to the gateway.
-    messages = pipeline.wait_settled(ids, timeout=45)
+    messages = pipeline.wait_settled(ids, timeout=120)
     assert {message.status for message in messages.values()} == {SENT}
     attempts = [a for a in pipeline.attempts() if a.message_id in messages]
     assert len(attempts) == len(ids)
@@ -126,7 +126,7 @@ def test_a_worker_killed_mid_run_on_rabbitmq_loses_and_duplicates_nothing(
 ) -> None:
     pipeline = rabbitmq_pipeline
     ids = enqueue_run(pipeline, 200)
-    pipeline.wait_until(lambda: settled_count(pipeline, ids) >= 40, what="40 sent", timeout=30)
+    pipeline.wait_until(lambda: settled_count(pipeline, ids) >= 40, what="40 sent", timeout=120)
 
     pipeline.worker.kill(signal.SIGKILL)
     unfinished = len(ids) - settled_count(pipeline, ids)

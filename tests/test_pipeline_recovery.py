@@ -21,7 +21,7 @@ from tests.fixtures.redis import OWNER_KEY
 @pytest.mark.slow
 def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(pipeline: Pipeline) -> None:
     ids = enqueue_run(pipeline, 300)
-    pipeline.wait_until(lambda: settled_count(pipeline, ids) >= 60, what="60 sent", timeout=30)
+    pipeline.wait_until(lambda: settled_count(pipeline, ids) >= 60, what="60 sent", timeout=120)
 
     pipeline.worker.kill(signal.SIGKILL)
     interrupted = settled_count(pipeline, ids)
@@ -39,7 +39,7 @@ def test_redis_flushed_mid_run_loses_and_duplicates_nothing(
     pipeline: Pipeline, redis_url: str, redis_owner: str
 ) -> None:
     ids = enqueue_run(pipeline, 200)
-    pipeline.wait_until(lambda: settled_count(pipeline, ids) >= 40, what="40 sent", timeout=30)
+    pipeline.wait_until(lambda: settled_count(pipeline, ids) >= 40, what="40 sent", timeout=120)
 
     broker = Redis.from_url(redis_url)
     try:

@@ -39,7 +39,7 @@ def test_the_appkey_never_leaves_the_signature(pipeline: Pipeline) -> None:
     pending = pipeline.producer.enqueue(
         pipeline.new_phone().e164, template=TPL_PENDING, params=["1"], sign=SIGN
     )
-    messages = pipeline.wait_settled([*ids, pending.id], timeout=45)
+    messages = pipeline.wait_settled([*ids, pending.id], timeout=120)
     outcomes = {attempt.outcome for attempt in pipeline.attempts()}
     assert {"ok", "ambiguous", "transient", "rejected"} <= outcomes
     assert {message.status for message in messages.values()} == {"sent", "failed"}

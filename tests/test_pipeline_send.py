@@ -73,7 +73,7 @@ def test_transient_answers_are_retried_each_with_a_fresh_signature(pipeline: Pip
     enqueued = pipeline.producer.enqueue(phone.e164, **CODE)
 
     # Three quick tries, then the message waits in the broker before the fourth.
-    message = pipeline.wait_settled([enqueued.id], timeout=45)[enqueued.id]
+    message = pipeline.wait_settled([enqueued.id], timeout=120)[enqueued.id]
 
     attempts = pipeline.attempts(enqueued.id)
     requests = requests_for(pipeline, phone)

@@ -87,12 +87,19 @@ def read_request(connection: socket.socket) -> bytes:
 
 @pytest.fixture
 def transport() -> Iterator[HttpTransport]:
-    with HttpTransport(connect_timeout=1.0, read_timeout=0.3, pool_size=8) as instance:
+    # Generous timeouts: these tests are about how a failure is sorted, and a busy machine may
+    # take seconds to schedule a server thread. A short timeout here would turn "closed before a
+    # complete response" into "read timeout" on a loaded run. Only the tests that are about a
+    # timeout set a short one, and there the timeout is certain to fire.
+    with HttpTransport(connect_timeout=30.0, read_timeout=30.0, pool_size=8) as instance:
         yield instance
 
 
-def test_listening_socket_that_never_answers_is_ambiguous(transport: HttpTransport) -> None:
-    with socket.create_server(("127.0.0.1", 0)) as listener:  # never accepted, never answered
+def test_listening_socket_that_never_answers_is_ambiguous() -> None:
+    with (
+        HttpTransport(connect_timeout=30.0, read_timeout=0.3) as transport,
+        socket.create_server(("127.0.0.1", 0)) as listener,  # never accepted, never answered
+    ):
         url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
         with pytest.raises(AmbiguousError, match=r"read timeout after 0\.3s"):
             transport.post(url, b"{}")
@@ -195,10 +202,16 @@ class EchoHandler(BaseHTTPRequestHandler):
         pass
 
 
+class BackloggedServer(ThreadingHTTPServer):
+    # The default listen backlog of 5 drops the SYNs of eight threads connecting at once while
+    # a busy machine has not yet run the accept loop; each dropped SYN costs a 1 s retransmit.
+    request_queue_size = 64
+
+
 @contextmanager
 def echo_server() -> Iterator[tuple[str, type[EchoHandler]]]:
     handler = type("Echo", (EchoHandler,), {"connections": set(), "headers_seen": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = BackloggedServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
