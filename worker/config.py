@@ -12,10 +12,9 @@ commands that never talk to the gateway (``sms-worker migrate``) run without the
 from __future__ import annotations
 
 import math
-import time
 import tomllib
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
@@ -34,6 +33,7 @@ from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 from sqlalchemy.exc import ArgumentError
 
+from worker import clock
 from worker.ledger.db import database_url
 from worker.ledger.status import KINDS, MARKETING, NOTIFICATION, VERIFICATION
 
@@ -291,12 +291,12 @@ class Settings(BaseSettings):
         return Account(name, self.sdkappid, self._appkey, self.gateway_url, self.send_rate)
 
     def now(self) -> datetime:
-        """The worker's now: aware UTC, shifted by ``SMS_CLOCK_OFFSET_SECONDS``."""
-        return datetime.now(UTC) + timedelta(seconds=self.clock_offset_seconds)
+        """The worker's now: aware UTC, shifted by ``SMS_CLOCK_OFFSET_SECONDS`` (worker.clock)."""
+        return clock.now()
 
     def unix_time(self) -> float:
-        """Unix seconds on the same shifted clock (what a request is signed with)."""
-        return time.time() + self.clock_offset_seconds
+        """Unix seconds on the same clock (what a request is signed with)."""
+        return clock.unix_time()
 
     def ttl(self, kind: str) -> timedelta:
         """How long after enqueue a message of ``kind`` is still worth sending."""
@@ -320,12 +320,16 @@ def load_settings(env_file: str | Path | None = ".env") -> Settings:
     """Read the environment (and ``env_file``, when it exists); raise ConfigError if unusable."""
     try:
         # The keyword is BaseSettings' own; mypy only sees the fields.
-        return Settings(_env_file=env_file)  # type: ignore[call-arg]
+        settings = Settings(_env_file=env_file)  # type: ignore[call-arg]
     except ValidationError as error:
         # `from None`: the validation error holds the raw input, appkey included.
         raise ConfigError("; ".join(_describe(e) for e in error.errors())) from None
     except SettingsError as error:
         raise ConfigError(str(error)) from None
+    # Ledger defaults cannot see settings: the process's one clock takes their offset (which a
+    # .env file may have given).
+    clock.set_offset(settings.clock_offset_seconds)
+    return settings
 
 
 def _describe(error: ErrorDetails) -> str:

@@ -9,7 +9,7 @@ migrations/; tests/test_migrations.py fails while the two disagree.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -28,6 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from worker import clock
 from worker.ledger.status import ATTEMPT_OUTCOMES, IN_FLIGHT, KINDS, MESSAGE_STATUSES, QUEUED
 from worker.ledger.types import UTCDateTime
 
@@ -42,7 +43,8 @@ NAMING_CONVENTION = {
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """Column defaults: the worker's one clock (worker.clock), shifted like every other now."""
+    return clock.now()
 
 
 def one_of(column: str, values: tuple[str, ...]) -> str:
