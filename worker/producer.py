@@ -16,12 +16,13 @@ import logging
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypedDict, Unpack
 
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
+from worker import clock
 from worker.config import Settings
 from worker.ledger import messages
 from worker.ledger.models import SmsMessage
@@ -114,7 +115,7 @@ class Producer:
         """Accept the same SMS to each recipient, one message each. All are validated before
         any is written. With ``idempotency_key``, recipient ``i`` gets the key ``key:i`` (one
         recipient: the key itself)."""
-        now = datetime.now(UTC)
+        now = clock.now()
         if isinstance(recipients, str | bytes) or not isinstance(recipients, Iterable):
             raise InvalidInput("to", f"must be a list of numbers, not {type(recipients).__name__}")
         phones = [parse_phone(number, nationcode) for number in recipients]

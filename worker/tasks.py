@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from celery import Celery, Task
 
+from worker import clock
 from worker.celery import app
 from worker.routing import (
     QUEUE_MAINTENANCE,
@@ -95,7 +95,7 @@ def sweep() -> int:
     return sweep_messages(
         current.sessions,
         publish_send,
-        now=datetime.now(UTC),
+        now=clock.now(),
         idle_seconds=current.settings.sweep_after_seconds,
     )
 

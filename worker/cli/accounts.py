@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.orm import Session
 
+from worker import clock
 from worker.cli.common import (
     BAD_INPUT,
     current_settings,
@@ -184,7 +185,7 @@ def pause(name: str, reason: str, url_option: str | None = None) -> None:
     _known(settings, name)
     with _ledger(url_option, settings) as session:
         paused = ledger_accounts.pause_account(
-            session, name, code=None, reason=reason, now=datetime.now(UTC)
+            session, name, code=None, reason=reason, now=clock.now()
         )
         session.commit()
         current = ledger_accounts.paused_accounts(session).get(name)
@@ -218,7 +219,7 @@ def resume(name: str, url_option: str | None = None) -> None:
             _known(settings, name)
             click.echo(f"{name} is not paused; nothing to do.")
             return
-        ledger_accounts.resume_account(session, name, datetime.now(UTC))
+        ledger_accounts.resume_account(session, name, clock.now())
         session.commit()
         queued = _queued(session, name)
     click.echo(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any, cast
 
 import psycopg
@@ -21,6 +20,7 @@ from sqlalchemy import column, func, insert, select, table, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
+from worker import clock
 from worker.ledger.batch_models import SmsBatch, SmsBatchRejection
 from worker.ledger.messages import insert_messages
 from worker.ledger.models import SmsMessage
@@ -36,7 +36,7 @@ def insert_batch_messages(session: Session, rows: Sequence[Mapping[str, Any]]) -
         return set()
     if session.get_bind().dialect.name != "postgresql":
         return set(insert_messages(session, rows))
-    now = datetime.now(UTC)
+    now = clock.now()
     names = [*rows[0], "created_at", "updated_at"]
     connection = session.connection()
     connection.exec_driver_sql(

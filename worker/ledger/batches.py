@@ -14,12 +14,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import String, and_, case, cast, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from worker import clock
 from worker.ledger.batch_models import (
     CANCELLED,
     DISPATCHABLE,
@@ -333,7 +334,7 @@ def end_many(
             status=to_status,
             lease_owner=None,
             lease_until=None,
-            updated_at=datetime.now(UTC),
+            updated_at=clock.now(),
             **fields,
         )
         .returning(SmsMessage.id)
@@ -358,7 +359,7 @@ def cancel_queued(
     result = session.execute(
         statement.values(
             status=MESSAGE_CANCELLED, reason=reason, lease_owner=None, lease_until=None,
-            updated_at=datetime.now(UTC),
+            updated_at=clock.now(),
         ).execution_options(synchronize_session=False)
     )  # fmt: skip
     return int(getattr(result, "rowcount", 0) or 0)
@@ -370,7 +371,7 @@ def expire_queued(session: Session, batch_id: uuid.UUID, reason: str) -> int:
         update(SmsMessage)
         .where(SmsMessage.batch_id == batch_id, SmsMessage.status == QUEUED)
         .values(status=EXPIRED, reason=reason, lease_owner=None, lease_until=None,
-                updated_at=datetime.now(UTC))
+                updated_at=clock.now())
         .execution_options(synchronize_session=False)
     )  # fmt: skip
     return int(getattr(result, "rowcount", 0) or 0)

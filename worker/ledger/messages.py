@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, cast
 
@@ -19,6 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ClauseElement
 
+from worker import clock
 from worker.ledger.models import SmsAccount, SmsMessage
 from worker.ledger.status import NEXT, QUEUED, SENDING
 
@@ -73,7 +74,7 @@ def insert_message(session: Session, **fields: Any) -> tuple[SmsMessage, bool]:
     key waits on the unique index until the first transaction ends. Locks: the new row (SQLite:
     the database) until the caller commits. Does not commit.
     """
-    now = datetime.now(UTC)
+    now = clock.now()
     values = {"id": uuid.uuid4(), "created_at": now, "updated_at": now, **fields}
     statement = dialect_insert(session)(SmsMessage).values(values).on_conflict_do_nothing()
     inserted = session.scalars(statement.returning(SmsMessage)).one_or_none()
@@ -104,7 +105,7 @@ def insert_messages(session: Session, rows: Sequence[Mapping[str, Any]]) -> list
     """
     if not rows:
         return []
-    now = datetime.now(UTC)
+    now = clock.now()
     values = [{"id": uuid.uuid4(), "created_at": now, "updated_at": now, **row} for row in rows]
     table = SmsMessage.__table__
     statement = dialect_insert(session)(table).on_conflict_do_nothing().returning(table.c.id)
@@ -227,7 +228,7 @@ def _new_values(
     refused = [state for state in from_statuses if to_status not in NEXT.get(state, ())]
     if refused or not from_statuses:
         raise ValueError(f"no transition to {to_status!r} from {sorted(refused) or 'nowhere'}")
-    values: dict[str, Any] = {"status": to_status, "updated_at": datetime.now(UTC), **fields}
+    values: dict[str, Any] = {"status": to_status, "updated_at": clock.now(), **fields}
     if to_status != SENDING:
         values.update(lease_until=None, lease_owner=None)
     return values

@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from worker import clock
 from worker.ledger import usage
 from worker.ledger.models import SmsAttempt, SmsMessage
 from worker.ledger.usage import FIGURES, Usage, UsageFigures, UsageKey
@@ -64,7 +65,7 @@ def trailing_days(count: int, now: datetime | None = None) -> list[date]:
     """Today (Beijing) and the ``count - 1`` days before it, oldest first."""
     if count < 1:
         raise ValueError("count must be at least 1")
-    today = beijing_day(now or datetime.now(UTC))
+    today = beijing_day(now or clock.now())
     return [today - timedelta(days=back) for back in range(count - 1, -1, -1)]
 
 
@@ -244,7 +245,7 @@ def summary(
     dimensions = [name for name in DIMENSIONS if name in by]
     fields = _key_fields(dimensions, priced=prices is not None)
     where = {name: fields.index(_KEY_FIELDS[name]) for name in dimensions if name != "day"}
-    today = beijing_day(now or datetime.now(UTC))
+    today = beijing_day(now or clock.now())
     rows: dict[tuple[Any, ...], SummaryRow] = {}
     with sessions() as session:
         for day, day_usage in _usage_by_day(session, start, end, fields, accounts, today):
@@ -339,7 +340,7 @@ def rollup(sessions: sessionmaker[Session], days: Iterable[date]) -> int:
             day_usage = usage.live_usage(
                 session, beijing_midnight(day), beijing_midnight(day + timedelta(days=1))
             )
-            written += usage.upsert_daily_usage(session, day, day_usage, datetime.now(UTC))
+            written += usage.upsert_daily_usage(session, day, day_usage, clock.now())
             session.commit()
     return written
 

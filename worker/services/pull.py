@@ -10,11 +10,12 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from worker import clock
 from worker.services.reports import (
     InvalidItem,
     ingest_reply,
@@ -51,7 +52,7 @@ def drain_pull(
     sessions: sessionmaker[Session],
     client: Puller,
     *,
-    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    now: Callable[[], datetime] = clock.now,
     max_pages: int = MAX_PULL_PAGES,
     deadline: float | None = None,
 ) -> PullSummary:
@@ -97,7 +98,7 @@ def pull_accounts(
     client_for: Callable[[str], Puller],
     accounts: Iterable[str],
     *,
-    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    now: Callable[[], datetime] = clock.now,
     budget_seconds: float = PULL_BUDGET_SECONDS,
 ) -> dict[str, PullSummary]:
     """``drain_pull`` every account, then match orphans; one account's failure spares the rest.

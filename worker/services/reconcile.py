@@ -30,6 +30,7 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from worker import clock
 from worker.ledger import reconciliation as queries
 from worker.ledger.models import SmsAttempt, SmsMessage
 from worker.ledger.reconciliation import BilledAttempt, LedgerHour, SendFigures
@@ -220,7 +221,7 @@ def reconcile(
     names sending through that sdkappid (None: every account). Raises ``GatewayError`` when the
     gateway does not answer, ValueError for a period without hours or longer than ``MAX_HOURS``.
     """
-    now = now or datetime.now(UTC)
+    now = now or clock.now()
     start, end = _hour_floor(period[0]), min(_hour_ceiling(period[1]), _hour_ceiling(now))
     if end <= start:
         raise ValueError("the period has no hour that has begun yet")

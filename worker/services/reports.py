@@ -27,7 +27,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker import metrics
+from worker import clock, metrics
 from worker.ledger import reports as ledger
 from worker.ledger.messages import transition
 from worker.ledger.optouts import add_opt_out
@@ -100,7 +100,7 @@ class ReplyResult:
 def report_problem(report: DeliveryReport) -> InvalidItem | None:
     """Why ``report`` cannot be stored, or None."""
     try:
-        _report_row(report, source="callback", now=datetime.now(UTC))
+        _report_row(report, source="callback", now=clock.now())
     except InvalidItem as problem:
         return problem
     return None
@@ -118,7 +118,7 @@ def ingest_reports(
     Raises ``InvalidItem`` (naming the item's index and field) before writing anything when
     one of them cannot be stored.
     """
-    now = now or datetime.now(UTC)
+    now = now or clock.now()
     rows: dict[tuple[Any, ...], dict[str, Any]] = {}
     for index, report in enumerate(reports):
         try:
@@ -255,7 +255,7 @@ def ingest_reply(
     Only a newly stored reply opts out, so a reply pulled again after the number was taken off
     the list does not put it back. Raises ``InvalidItem`` before writing when it cannot be stored.
     """
-    row = _reply_row(reply, source=source, now=now or datetime.now(UTC))
+    row = _reply_row(reply, source=source, now=now or clock.now())
     with sessions() as session:
         stored = ledger.insert_reply(session, **row)
         opted_out = (

@@ -11,10 +11,11 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from worker import clock
 from worker.config import Settings
 from worker.ledger import attempts
 from worker.ledger.accounts import pause_account
@@ -40,7 +41,7 @@ class SendContext:
     client_for: Callable[[str], SmsClient]  # by account name
     throttle: Throttle | None  # None: no shared throttling (single process tools, tests)
     worker: str  # recorded on attempts and leases
-    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    now: Callable[[], datetime] = clock.now
     sleep: Callable[[float], None] = time.sleep
 
 

@@ -8,7 +8,9 @@ instead of spending a request to be told 1023 or 1025.
 
 Each check is one Lua script: Redis runs it atomically, so workers never interleave between the
 check and the record, and it reads the time with Redis ``TIME``, so the workers' clocks do not
-matter. Times inside the scripts are whole microseconds (exact in Lua's doubles); the scripts
+matter. The per-number day is the worker's Beijing day: Redis's time shifted by the offset of the
+worker's one clock (worker.clock), so a simulated hour counts its quota in the simulated day.
+Times inside the scripts are whole microseconds (exact in Lua's doubles); the scripts
 return whole microseconds because Redis truncates a Lua number to an integer on the way out.
 """
 
@@ -17,6 +19,8 @@ from __future__ import annotations
 import math
 
 from redis import Redis
+
+from worker import clock
 
 MICROSECONDS = 1_000_000
 
@@ -41,15 +45,18 @@ return 0
 # KEYS[1]: the same-content mark, holding the id of the message that set it.
 # KEYS[2]: the set of message ids sent to the number this Beijing day, gone at Beijing midnight.
 # A message already in the set is a retry: it neither counts again nor trips over its own mark.
+# ARGV[4]: the worker clock's offset in whole microseconds; the day is counted on that clock.
 _NUMBER_SCRIPT = """
 local clock = redis.call('TIME')
-local now = tonumber(clock[1])
-local day_ends = (math.floor((now + 28800) / 86400) + 1) * 86400 - 28800
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2]) + tonumber(ARGV[4])
+local day = 86400000000
+local beijing = 28800000000
+local day_ends = (math.floor((now + beijing) / day) + 1) * day - beijing
 local message_id = ARGV[1]
 local window_ms = tonumber(ARGV[2])
 local counted = redis.call('SISMEMBER', KEYS[2], message_id) == 1
 if not counted and redis.call('SCARD', KEYS[2]) >= tonumber(ARGV[3]) then
-  return (day_ends - now) * 1000000 - tonumber(clock[2])
+  return day_ends - now
 end
 if window_ms > 0 then
   local holder = redis.call('GET', KEYS[1])
@@ -61,7 +68,7 @@ if window_ms > 0 then
 end
 if not counted then
   redis.call('SADD', KEYS[2], message_id)
-  redis.call('EXPIREAT', KEYS[2], day_ends)
+  redis.call('PEXPIRE', KEYS[2], math.ceil((day_ends - now) / 1000))
 end
 return 0
 """
@@ -116,6 +123,7 @@ class Throttle:
         # The hash tag {account:phone} keeps both keys in one slot, as a Redis Cluster requires.
         number = f"{self._prefix}number:{{{account}:{phone_e164}}}"
         keys = [f"{number}:content:{content_key}", f"{number}:today"]
-        args: list[str | int] = [message_id, same_content_seconds * 1000, daily_limit]
+        offset_us = round(clock.offset_seconds() * MICROSECONDS)
+        args: list[str | int] = [message_id, same_content_seconds * 1000, daily_limit, offset_us]
         waited = self._number_script(keys=keys, args=args)
         return int(waited) / MICROSECONDS

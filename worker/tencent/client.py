@@ -175,9 +175,11 @@ class SmsClient:
     def execute(self, request: SignedRequest, seen: Mapping[int, int] | None = None) -> Exchange:
         """Exactly one HTTP call. ``seen``: how many earlier attempts of this message got each
         result code, which turns a capped transient code permanent (see ``codes``)."""
-        started_at = datetime.now(UTC)
+        # Stamped on the client's clock, the one its requests are signed with (the worker's).
+        started_at = datetime.fromtimestamp(self._clock(), UTC)
         outcome, error, status, response = self._attempt(request, seen or {})
-        return Exchange(request, outcome, status, response, error, started_at, datetime.now(UTC))
+        finished_at = datetime.fromtimestamp(self._clock(), UTC)
+        return Exchange(request, outcome, status, response, error, started_at, finished_at)
 
     def send(self, phone: Phone, content: Content, *, ext: str = "", extend: str = "") -> Exchange:
         return self.execute(self.prepare_send(phone, content, ext=ext, extend=extend))
