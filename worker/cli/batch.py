@@ -22,13 +22,14 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TaskProgressColum
 from rich.table import Table
 from rich.text import Text
 
+from worker import clock
 from worker.batches import Batches, BatchStatus
 from worker.cli.common import BAD_INPUT, current_settings, fail, ledger_sessions
 from worker.cli.output import CSV, JSON, TABLE, echo_csv, echo_json, emit, format_option
-from worker.ledger.batch_models import FINISHED, SmsBatch
+from worker.ledger.batch_models import DISPATCHABLE, FINISHED, SmsBatch
 from worker.ledger.status import MESSAGE_STATUSES
 from worker.services.batch_import import BatchInputError, ImportProgress, ImportReport
-from worker.services.waits import BEIJING
+from worker.services.waits import BEIJING, sending_window_note
 from worker.tencent import InvalidInput
 
 REJECTION_COLUMNS = ("line", "reason", "detail", "row")
@@ -297,6 +298,11 @@ def _status_view(current: BatchStatus) -> Group:
         ("rows", f"{found.total_rows}: {found.accepted} accepted, {found.rejected} rejected"),
     ):
         head.add_row(label, value)
+    waiting = (
+        sending_window_note(clock.now(), found.start_at) if found.status in DISPATCHABLE else None
+    )
+    if waiting is not None:
+        head.add_row("waiting", waiting)
     states = Table(title="Messages", title_justify="left")
     shown = [s for s in MESSAGE_STATUSES if current.messages.get(s)]
     for state in shown:
