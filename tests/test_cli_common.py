@@ -197,7 +197,8 @@ def test_tabular_output_for_scripts(ledger: dict[str, str], tmp_path: Path) -> N
 
     assert run("optout", "add", "+8613700000002", "--reason", "phoned", **ledger).exit_code == 0
     (opted,) = csv_rows(run("optout", "list", "--format", "csv", **ledger).stdout)
-    assert (opted["number"], opted["reason"]) == ("+8613700000002", "phoned")
+    # A spreadsheet would read +86... as a formula: the CSV keeps it text with a '.
+    assert (opted["number"], opted["reason"]) == ("'+8613700000002", "phoned")
 
     accounts = run("accounts", "--format", "csv", **ledger)
     (account,) = csv_rows(accounts.stdout)

@@ -13,8 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
-from rich.markup import escape
-from rich.table import Table
+from rich.text import Text
 from sqlalchemy.orm import Session
 
 from worker import clock
@@ -25,7 +24,17 @@ from worker.cli.common import (
     fail,
     ledger_sessions,
 )
-from worker.cli.output import CSV, JSON, TABLE, emit, format_option
+from worker.cli.output import (
+    CSV,
+    JSON,
+    TABLE,
+    DataTable,
+    emit,
+    format_option,
+    literal,
+    raw_option,
+    visible,
+)
 from worker.config import ConfigError, Settings
 from worker.ledger import accounts as ledger_accounts
 from worker.ledger.messages import count_by_status
@@ -35,6 +44,7 @@ from worker.ledger.status import QUEUED
 # What the group's options hold for its subcommands (ctx.meta is shared by them all).
 _GROUP_DATABASE_URL = "sms_worker.accounts.database_url"
 _GROUP_FORMAT = "sms_worker.accounts.format"
+_GROUP_RAW = "sms_worker.accounts.raw"
 COLUMNS = (
     "name", "configured", "sdkappid", "gateway_url", "send_rate", "paused", "paused_code",
     "paused_reason", "paused_since", "queued",
@@ -94,19 +104,22 @@ def _account_row(
     }
 
 
-def _state(row: dict[str, Any]) -> str:
+def _state(row: dict[str, Any]) -> Text:
     if not row["paused"]:
-        state = "[green]active[/]"
+        state = literal("active", "green")
     else:
         since = datetime.fromisoformat(row["paused_since"]).strftime("%Y-%m-%d %H:%M")
         code = f"code {row['paused_code']}: " if row["paused_code"] else ""
-        reason = escape(row["paused_reason"] or "")  # people's words, not markup
-        state = f"[bold red]paused[/] since {since} UTC\n{code}{reason}"
-    return state if row["configured"] else f"{state}\n(not configured)"
+        # The reason is people's words (or the gateway's): shown as they are, on their line.
+        reason = row["paused_reason"] or ""
+        state = Text.assemble(
+            literal("paused", "bold red"), f" since {since} UTC\n", literal(code + reason)
+        )
+    return state if row["configured"] else Text.assemble(state, "\n(not configured)")
 
 
-def _table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="SMS accounts", title_justify="left")
+def _table(rows: list[dict[str, Any]]) -> DataTable:
+    table = DataTable(title="SMS accounts", title_justify="left")
     table.add_column("Account", overflow="fold")
     table.add_column("SDKAppID")
     table.add_column("Gateway", no_wrap=True)
@@ -128,8 +141,11 @@ def _table(rows: list[dict[str, Any]]) -> Table:
 @click.group(invoke_without_command=True)
 @database_option
 @format_option(TABLE, JSON, CSV, default=None)
+@raw_option
 @click.pass_context
-def accounts(ctx: click.Context, url_option: str | None, output_format: str | None) -> None:
+def accounts(
+    ctx: click.Context, url_option: str | None, output_format: str | None, raw: bool
+) -> None:
     """Show the accounts and whether they are paused; pause or resume one.
 
     A paused account's messages stay queued and go out once it is resumed. The worker pauses an
@@ -145,6 +161,7 @@ def accounts(ctx: click.Context, url_option: str | None, output_format: str | No
     """
     ctx.meta[_GROUP_DATABASE_URL] = url_option
     ctx.meta[_GROUP_FORMAT] = output_format
+    ctx.meta[_GROUP_RAW] = raw
     if ctx.invoked_subcommand is None:
         ctx.invoke(list_accounts)
 
@@ -152,7 +169,10 @@ def accounts(ctx: click.Context, url_option: str | None, output_format: str | No
 @accounts.command("list")
 @database_option
 @format_option(TABLE, JSON, CSV, default=None)
-def list_accounts(url_option: str | None = None, output_format: str | None = None) -> None:
+@raw_option
+def list_accounts(
+    url_option: str | None = None, output_format: str | None = None, raw: bool = False
+) -> None:
     """Each configured account: SDKAppID, gateway, send rate, paused or not, queued messages.
 
     \b
@@ -162,12 +182,14 @@ def list_accounts(url_option: str | None = None, output_format: str | None = Non
       sms-worker accounts list --format csv > accounts.csv
     """
     settings = current_settings()
-    chosen = output_format or click.get_current_context().meta.get(_GROUP_FORMAT) or TABLE
+    meta = click.get_current_context().meta
+    chosen = output_format or meta.get(_GROUP_FORMAT) or TABLE
     with _ledger(url_option, settings) as session:
         paused = ledger_accounts.paused_accounts(session)
         names = [*settings.account_names, *(n for n in paused if n not in settings.account_names)]
         rows = [_account_row(settings, n, paused.get(n), _queued(session, n)) for n in names]
-    emit(rows, chosen, columns=COLUMNS, table=lambda: _table(rows))
+    raw = raw or bool(meta.get(_GROUP_RAW))
+    emit(rows, chosen, columns=COLUMNS, table=lambda: _table(rows), raw=raw)
 
 
 @accounts.command()
@@ -193,12 +215,17 @@ def pause(name: str, reason: str, url_option: str | None = None) -> None:
     if not paused and current is not None:
         code = f" (code {current.paused_code})" if current.paused_code else ""
         click.echo(
-            f"{name} was already paused since {_when(current.paused_at)}{code}: "
-            f"{current.paused_reason}"
+            visible(
+                f"{name} was already paused since {_when(current.paused_at)}{code}: "
+                f"{current.paused_reason}"
+            )
         )
         return
     click.echo(
-        f"Paused {name}: {queued} queued message(s) wait until `sms-worker accounts resume {name}`."
+        visible(
+            f"Paused {name}: {queued} queued message(s) wait until "
+            f"`sms-worker accounts resume {name}`."
+        )
     )
 
 
@@ -217,11 +244,13 @@ def resume(name: str, url_option: str | None = None) -> None:
         # A paused account no longer configured may still be resumed, to clear it from the list.
         if name not in ledger_accounts.paused_accounts(session):
             _known(settings, name)
-            click.echo(f"{name} is not paused; nothing to do.")
+            click.echo(visible(f"{name} is not paused; nothing to do."))
             return
         ledger_accounts.resume_account(session, name, clock.now())
         session.commit()
         queued = _queued(session, name)
     click.echo(
-        f"Resumed {name}: {queued} queued message(s) will go out as the sweeper publishes them."
+        visible(
+            f"Resumed {name}: {queued} queued message(s) will go out as the sweeper publishes them."
+        )
     )

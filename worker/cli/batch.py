@@ -16,16 +16,28 @@ from datetime import datetime
 from typing import Any
 
 import click
-from rich.console import Console, Group
+from rich.console import Group
 from rich.live import Live
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskProgressColumn, TextColumn
-from rich.table import Table
-from rich.text import Text
 
 from worker import clock
 from worker.batches import Batches, BatchStatus
 from worker.cli.common import BAD_INPUT, current_settings, fail, ledger_sessions
-from worker.cli.output import CSV, JSON, TABLE, echo_csv, echo_json, emit, format_option
+from worker.cli.output import (
+    CSV,
+    JSON,
+    TABLE,
+    DataTable,
+    data_console,
+    echo_csv,
+    echo_json,
+    emit,
+    format_option,
+    line,
+    literal,
+    raw_option,
+    show,
+)
 from worker.ledger.batch_models import DISPATCHABLE, FINISHED, SmsBatch
 from worker.ledger.status import MESSAGE_STATUSES
 from worker.services.batch_import import BatchInputError, ImportProgress, ImportReport
@@ -164,9 +176,9 @@ def _import_bar(raw: io.BufferedReader) -> Iterator[Callable[[ImportProgress], N
     size = max(1, _size(raw))
     columns = (
         TextColumn("importing"), BarColumn(), TaskProgressColumn(), DownloadColumn(),
-        TextColumn("{task.fields[rows]} rows, {task.fields[rejected]} rejected"),
+        TextColumn("{task.fields[rows]} rows, {task.fields[rejected]} rejected", markup=False),
     )  # fmt: skip
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+    with Progress(*columns, console=data_console(stderr=True), transient=True) as bar:
         task = bar.add_task("import", total=size, rows=0, rejected=0)
 
         def show(progress: ImportProgress) -> None:
@@ -183,31 +195,33 @@ def _size(raw: io.BufferedReader) -> int:
 
 
 def _print_report(report: ImportReport) -> None:
-    console = Console()
+    console = data_console()
     console.print(
-        f"batch [bold]{report.batch_id}[/]: {report.rows} rows, "
-        f"[green]{report.accepted} accepted[/], [red]{report.rejected} rejected[/]"
-    )
+        line("batch ", literal(report.batch_id, "bold"), f": {report.rows} rows, ",
+             literal(f"{report.accepted} accepted", "green"), ", ",
+             literal(f"{report.rejected} rejected", "red"))
+    )  # fmt: skip
     if report.reasons:
         console.print(
-            "rejected: " + ", ".join(f"{r} {n}" for r, n in sorted(report.reasons.items()))
+            line("rejected: ", ", ".join(f"{r} {n}" for r, n in sorted(report.reasons.items())))
         )
     if report.first_rejections:
-        table = Table(title="First rejections", title_justify="left")
+        table = DataTable(title="First rejections", title_justify="left")
         for column in ("line", "reason", "detail", "row"):
             table.add_column(column, overflow="fold")
         for item in report.first_rejections:
             table.add_row(str(item.line_no), item.reason, item.detail, item.raw)
         console.print(table)
         if report.rejected > len(report.first_rejections):
-            console.print(f"all of them: sms-worker batch rejections {report.batch_id}")
+            console.print(line(f"all of them: sms-worker batch rejections {report.batch_id}"))
 
 
 @batch.command("list")
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True,
               help="How many of the newest batches.")  # fmt: skip
 @format_option(TABLE, JSON, CSV)
-def list_batches(limit: int, output_format: str) -> None:
+@raw_option
+def list_batches(limit: int, output_format: str, raw: bool) -> None:
     """The newest batches: state, schedule (Beijing time) and import counts.
 
     \b
@@ -219,17 +233,17 @@ def list_batches(limit: int, output_format: str) -> None:
     with _batches() as batches:
         found = batches.recent(limit)
     emit([b.summary() for b in found], output_format, columns=SUMMARY_COLUMNS,
-         table=lambda: _batches_table(found))  # fmt: skip
+         table=lambda: _batches_table(found), raw=raw)  # fmt: skip
 
 
-def _batches_table(found: list[SmsBatch]) -> Table:
+def _batches_table(found: list[SmsBatch]) -> DataTable:
     # Ids are cut to 8 characters: any unique prefix names a batch in the other commands.
-    table = Table(title="Batches (times in Beijing)", title_justify="left")
+    table = DataTable(title="Batches (times in Beijing)", title_justify="left")
     for column in ("id", "name", "account", "status", "start", "window end", "rows", "accepted"):
         table.add_column(column, overflow="fold", no_wrap=column in ("id", "status"))
     for found_batch in found:
         table.add_row(
-            str(found_batch.id)[:8], Text(found_batch.name), found_batch.account,
+            str(found_batch.id)[:8], found_batch.name, found_batch.account,
             found_batch.status, _beijing(found_batch.start_at),
             _beijing(found_batch.window_end_at), str(found_batch.total_rows),
             str(found_batch.accepted),
@@ -243,7 +257,8 @@ def _batches_table(found: list[SmsBatch]) -> Table:
 @click.option("--interval", type=click.FloatRange(min=0.2), default=2.0, show_default=True,
               metavar="SECONDS", help="How often --follow reads the ledger.")  # fmt: skip
 @format_option(TABLE, JSON, CSV)
-def status(batch_id: str, follow: bool, interval: float, output_format: str) -> None:
+@raw_option
+def status(batch_id: str, follow: bool, interval: float, output_format: str, raw: bool) -> None:
     """Where batch ID stands: messages per state and progress. ID may be a unique prefix.
 
     JSON holds the batch, its messages by state and its rejections by reason; CSV is one row:
@@ -267,13 +282,13 @@ def status(batch_id: str, follow: bool, interval: float, output_format: str) -> 
         if output_format == CSV:
             counts = {state: current.messages.get(state, 0) for state in MESSAGE_STATUSES}
             echo_csv([{**current.batch.summary(), **counts}],
-                     [*SUMMARY_COLUMNS, *MESSAGE_STATUSES])  # fmt: skip
+                     [*SUMMARY_COLUMNS, *MESSAGE_STATUSES], raw=raw)  # fmt: skip
             return
         if not follow:
-            Console().print(_status_view(current))
+            show(_status_view(current))
             return
         try:
-            with Live(_status_view(current), refresh_per_second=4) as live:
+            with Live(_status_view(current), console=data_console(), refresh_per_second=4) as live:
                 while not _ended(current):
                     time.sleep(interval)
                     current = batches.status(found)
@@ -288,7 +303,7 @@ def _ended(current: BatchStatus) -> bool:
 
 def _status_view(current: BatchStatus) -> Group:
     found: SmsBatch = current.batch
-    head = Table(show_header=False, box=None)
+    head = DataTable(show_header=False, box=None)
     for label, value in (
         ("batch", f"{found.id} ({found.name})"),
         ("status", found.status),
@@ -303,7 +318,7 @@ def _status_view(current: BatchStatus) -> Group:
     )
     if waiting is not None:
         head.add_row("waiting", waiting)
-    states = Table(title="Messages", title_justify="left")
+    states = DataTable(title="Messages", title_justify="left")
     shown = [s for s in MESSAGE_STATUSES if current.messages.get(s)]
     for state in shown:
         states.add_column(state, justify="right")
@@ -312,13 +327,13 @@ def _status_view(current: BatchStatus) -> Group:
         TextColumn("settled"),
         BarColumn(),
         TaskProgressColumn(),
-        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.completed}/{task.total}", markup=False),
     )
     bar.add_task("settled", total=max(1, found.accepted), completed=current.settled)
     parts: list[Any] = [head, states, bar]
     if current.rejections:
         parts.append(
-            "rejected: " + ", ".join(f"{r} {n}" for r, n in sorted(current.rejections.items()))
+            line("rejected: ", ", ".join(f"{r} {n}" for r, n in sorted(current.rejections.items())))
         )
     return Group(*parts)
 
@@ -327,10 +342,14 @@ def _status_view(current: BatchStatus) -> Group:
 @_batch_argument
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many. Default: all.")
 @format_option(CSV, JSON, default=CSV)
-def rejections(batch_id: str, limit: int | None, output_format: str) -> None:
+@raw_option
+def rejections(batch_id: str, limit: int | None, output_format: str, raw: bool) -> None:
     """The rows batch ID turned away: line, reason, detail, row (CSV unless --format json).
 
     \b
+    A row is text from the file: in CSV a cell starting with =, +, -, @ (E.164 numbers too)
+    gets a ' so a spreadsheet shows it rather than running it; --raw writes it as it was.
+
     Examples:
       sms-worker batch rejections 3f2a > rejected.csv
       sms-worker batch rejections 3f2a --format json | jq 'group_by(.reason)'
@@ -342,7 +361,7 @@ def rejections(batch_id: str, limit: int | None, output_format: str) -> None:
     if output_format == JSON:
         echo_json(rows)
     else:
-        echo_csv(rows, REJECTION_COLUMNS)
+        echo_csv(rows, REJECTION_COLUMNS, raw=raw)
 
 
 @batch.command()

@@ -49,8 +49,12 @@ class CommandError(click.ClickException):
             # Chained causes are shown unless a raise said `from None` (a configuration error
             # does: pydantic's original holds the raw input, secrets included).
             click.echo("".join(traceback.format_exception(self)).rstrip(), err=True)
-        # One line, whatever the message held: scripts and people read the first line.
-        click.echo(f"{self.label}: {' '.join(self.message.split())}", file=file, err=True)
+        # One line, whatever the message held: scripts and people read the first line. Data in
+        # it (a file's cell, a name) shows its control characters as escapes, never acted on.
+        from worker.cli.output import visible
+
+        message = visible(" ".join(self.message.split()))
+        click.echo(f"{self.label}: {message}", file=file, err=True)
 
 
 class BadInputError(CommandError):

@@ -8,7 +8,6 @@ time. Exit codes: 0 ok, 1 failure (or, for ``reconcile``, a difference found), 2
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from collections.abc import Iterator
@@ -18,7 +17,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import click
-from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -31,7 +29,19 @@ from worker.cli.common import (
     ledger_sessions,
 )
 from worker.cli.ledger_report import report_json, report_lines, summary_table
-from worker.cli.output import CSV, JSON, TABLE, csv_cell, echo_json, emit, format_option, plain
+from worker.cli.output import (
+    CSV,
+    JSON,
+    TABLE,
+    CsvWriter,
+    data_console,
+    echo_json,
+    emit,
+    format_option,
+    plain,
+    raw_option,
+    visible,
+)
 from worker.config import ConfigError, Settings
 from worker.ledger.usage_models import SmsDailyUsage
 from worker.services import finance
@@ -104,6 +114,7 @@ def ledger() -> None:
     help=f"Comma-separated grouping: {','.join(finance.DIMENSIONS)}. Default: totals only.",
 )
 @format_option(TABLE, CSV, JSON)
+@raw_option
 @click.option("--prices", is_flag=True, help="Price the billed segments (table sms_prices).")
 @click.option("--account", "accounts", multiple=True, help="Only this account; repeatable.")
 @database_option
@@ -112,6 +123,7 @@ def summary(
     end: datetime,
     by: str,
     output_format: str,
+    raw: bool,
     prices: bool,
     accounts: tuple[str, ...],
     url_option: str | None,
@@ -148,7 +160,7 @@ def summary(
     records = [row.as_dict(priced=prices) for row in rows]
     columns = finance.summary_columns(dimensions, priced=prices)
     emit(records, output_format, columns=columns,
-         table=lambda: summary_table(columns, records, start, end))  # fmt: skip
+         table=lambda: summary_table(columns, records, start, end), raw=raw)  # fmt: skip
 
 
 @ledger.command()
@@ -156,6 +168,7 @@ def summary(
 @click.option("--what", type=click.Choice(finance.EXPORTS), required=True,
               help="Messages (by creation) or attempts (by start).")  # fmt: skip
 @format_option(CSV, "jsonl", default=CSV)
+@raw_option
 @click.option(
     "--output", type=click.Path(dir_okay=False, path_type=Path), help="A file; default stdout."
 )
@@ -166,6 +179,7 @@ def export(
     end: datetime,
     what: str,
     output_format: str,
+    raw: bool,
     output: Path | None,
     accounts: tuple[str, ...],
     url_option: str | None,
@@ -174,6 +188,11 @@ def export(
 
     Rows are read in batches from the database and written as they come, so memory stays the
     same whatever the period. Attempts carry their message's account, kind and country.
+
+    Signs, ext, params, numbers and errmsg come from people and the gateway: in CSV a text
+    cell starting with =, +, -, @ (so every E.164 number, +86...) is written with a ' before
+    it, so a spreadsheet shows it instead of running it as a formula; --raw or jsonl give
+    every value exactly.
 
     \b
     Examples:
@@ -186,33 +205,34 @@ def export(
     with _ledger(url_option, settings) as sessions:
         rows = finance.export(sessions, what, start, end, accounts=accounts or None)
         if output is None:
-            written = _write(rows, what, output_format, sys.stdout)
+            written = _write(rows, what, output_format, sys.stdout, raw=raw)
         else:
             try:
                 with output.open("w", encoding="utf-8", newline="") as file:
-                    written = _write(rows, what, output_format, file)
+                    written = _write(rows, what, output_format, file, raw=raw)
             except OSError as error:
                 fail(f"--output: cannot write {output}: {error.strerror}", FAILURE, cause=error)
     click.echo(f"{written} {what} exported", err=True)
 
 
-def _write(rows: Iterator[dict[str, Any]], what: str, output_format: str, file: IO[str]) -> int:
+def _write(
+    rows: Iterator[dict[str, Any]], what: str, output_format: str, file: IO[str], *, raw: bool
+) -> int:
     writer = None
-    if output_format == "csv":
-        writer = csv.DictWriter(file, fieldnames=finance.export_columns(what), lineterminator="\n")
-        writer.writeheader()
+    if output_format == CSV:
+        writer = CsvWriter(file, finance.export_columns(what), raw=raw)
     written = 0
     with Progress(
         SpinnerColumn(),
-        TextColumn("{task.description}"),
-        console=Console(stderr=True),
+        TextColumn("{task.description}", markup=False),
+        console=data_console(stderr=True),
         disable=not sys.stderr.isatty(),
         transient=True,
     ) as progress:
         task = progress.add_task(f"exporting {what}")
         for row in rows:
             if writer is not None:
-                writer.writerow({name: csv_cell(value) for name, value in row.items()})
+                writer.write(row)
             else:
                 record = {name: plain(value) for name, value in row.items()}
                 file.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -311,7 +331,7 @@ def reconcile(
         echo_json(report_json(result))
     else:
         header = f"Account {chosen.name} (sdkappid {chosen.sdkappid}; ledger accounts: "
-        click.echo(header + f"{', '.join(names)})")
+        click.echo(visible(header + f"{', '.join(names)})"))
         for line in report_lines(result):
             click.echo(line)
     if not result.ok:

@@ -10,9 +10,8 @@ from decimal import Decimal
 from typing import Any
 
 import phonenumbers
-from rich.table import Table
 
-from worker.cli.output import plain
+from worker.cli.output import DataTable, plain, visible
 from worker.ledger.usage import FIGURES
 from worker.services.reconcile import HourCheck, Reconciliation
 from worker.services.waits import BEIJING
@@ -43,11 +42,11 @@ def _shown(name: str, value: Any) -> str:
 
 def summary_table(
     columns: list[str], records: list[dict[str, Any]], start: datetime, end: datetime
-) -> Table:
+) -> DataTable:
     period = (
         f"{start.astimezone(BEIJING):%Y-%m-%d %H:%M} to {end.astimezone(BEIJING):%Y-%m-%d %H:%M}"
     )
-    table = Table(title=f"SMS usage, {period} Beijing time", title_justify="left")
+    table = DataTable(title=f"SMS usage, {period} Beijing time", title_justify="left")
     numeric = {*FIGURES, "delivery_rate", "cost", "unpriced_segments"}
     for name in columns:
         table.add_column(_LABELS.get(name, name), justify="right" if name in numeric else "left")
@@ -74,6 +73,13 @@ def _hour_line(label: str, check: HourCheck) -> str:
 
 
 def report_lines(result: Reconciliation) -> Iterator[str]:
+    """The reconciliation for people, a line at a time; what the gateway and the ledger said
+    (errmsg, sids) is shown with its control characters as escapes."""
+    for text in _report_lines(result):
+        yield visible(text)
+
+
+def _report_lines(result: Reconciliation) -> Iterator[str]:
     yield f"Period {_when(result.start)} to {_when(result.end)} Beijing time"
     mismatched = result.mismatched_hours
     compared = len(result.hours)

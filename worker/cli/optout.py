@@ -11,12 +11,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import click
-from rich.table import Table
-from rich.text import Text
 from sqlalchemy.orm import Session
 
 from worker.cli.common import BAD_INPUT, fail, ledger_sessions
-from worker.cli.output import CSV, JSON, TABLE, emit, format_option
+from worker.cli.output import CSV, JSON, TABLE, DataTable, emit, format_option, raw_option
 from worker.ledger.optouts import add_opt_out, list_opt_outs, remove_opt_out
 from worker.ledger.report_models import SmsOptOut
 from worker.tencent import InvalidInput, Phone, parse_phone
@@ -95,8 +93,12 @@ def remove(numbers: tuple[str, ...], nationcode: str | None) -> None:
 @optout.command("list")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many. Default: all.")
 @format_option(TABLE, JSON, CSV)
-def list_command(limit: int | None, output_format: str) -> None:
+@raw_option
+def list_command(limit: int | None, output_format: str, raw: bool) -> None:
     """The opted-out numbers, newest first, with where each came from.
+
+    In CSV the numbers (E.164, +86...) start with a ' so that a spreadsheet keeps them as
+    text; --raw writes them as they are.
 
     \b
     Examples:
@@ -109,13 +111,13 @@ def list_command(limit: int | None, output_format: str) -> None:
              "reason": row.reason, "since": row.created_at.isoformat(timespec="seconds")}
             for row in list_opt_outs(session, limit=limit)
         ]  # fmt: skip
-    emit(rows, output_format, columns=COLUMNS, table=lambda: _table(rows))
+    emit(rows, output_format, columns=COLUMNS, table=lambda: _table(rows), raw=raw)
 
 
-def _table(rows: list[dict[str, str]]) -> Table:
-    table = Table(title="Opted out of marketing", title_justify="left")
+def _table(rows: list[dict[str, str]]) -> DataTable:
+    table = DataTable(title="Opted out of marketing", title_justify="left")
     for column in COLUMNS:
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*(Text(row[column]) for column in COLUMNS))  # text, not markup
+        table.add_row(*(row[column] for column in COLUMNS))
     return table

@@ -3,21 +3,35 @@
 Every tabular command takes ``--format`` with the same meanings: ``table`` (the default) is for a
 terminal and may change between versions; ``json`` (an array of objects, or one object) and
 ``csv`` (a header row, then a row per record) are for scripts and stay stable.
+
+What the commands print comes from people (CSV files, names, reasons) and from the gateway
+(errmsg), so it is data, never instructions to the terminal or to a spreadsheet:
+
+- for people, data is shown as it is: never read as rich markup (``[/bold]``) or emoji codes,
+  and the characters a terminal would act on (ESC and the other control characters, the
+  bidirectional overrides) are shown as escapes such as ``\\x1b``; use ``literal``, ``line``,
+  ``DataTable`` and ``data_console`` rather than rich's defaults;
+- in CSV, a text cell a spreadsheet would run as a formula starts with ``'`` (see
+  ``spreadsheet_cell``) unless the command is given ``--raw``;
+- JSON is always exact.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import click
 from rich.console import Console, RenderableType
+from rich.table import Table
+from rich.text import Text
 
 TABLE, JSON, CSV = "table", "json", "csv"
 FORMAT_HELP = {
@@ -42,6 +56,87 @@ def format_option(*choices: str, default: str | None = TABLE) -> Callable[[F], F
         default=default,
         help=f"{described}. Default: {shown}.",
     )
+
+
+RAW_HELP = (
+    "CSV cells exactly as stored, for scripts. Without it, a text cell that a spreadsheet would "
+    "run as a formula (starting with =, +, -, @, a tab or a carriage return, also after spaces) "
+    "is written with a ' before it. E.164 numbers (+8613...) are such cells: opened as they "
+    "are, a spreadsheet takes them for a formula and shows 8.61E+12; with the ' it keeps the "
+    "whole number as text. JSON is always exact."
+)
+raw_option = click.option("--raw", is_flag=True, help=RAW_HELP)
+
+
+# --- Data for people -------------------------------------------------------------------------
+
+# What a terminal acts on rather than shows: the C0 and C1 controls and DEL (ESC begins colour,
+# cursor and window-title sequences; CR and BS overwrite what was printed), the line and
+# paragraph separators, and the bidirectional embeddings, overrides and isolates, which reorder
+# the text after them.
+_ACTED_ON = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    return _NAMED_ESCAPES.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def visible(text: str) -> str:
+    """``text`` as a terminal should show it: each control character as an escape (``\\x1b``,
+    ``\\n``), so data can neither colour, move nor hide what is printed, nor break a line."""
+    return _ACTED_ON.sub(_escape, text)
+
+
+def literal(value: object, style: str = "") -> Text:
+    """Data for people, shown as it is: never markup nor emoji codes, control characters
+    visible (see ``visible``); ``style`` is how the whole of it looks."""
+    return Text(visible(value if isinstance(value, str) else str(value)), style=style)
+
+
+def line(*parts: object) -> Text:
+    """One line of words and data: a ``Text`` part keeps its style (build it with ``literal``
+    when it holds data); anything else is shown literally."""
+    return Text.assemble(*(part if isinstance(part, Text) else literal(part) for part in parts))
+
+
+def _cell(value: RenderableType | None) -> RenderableType | None:
+    if value is None or isinstance(value, Text) or not isinstance(value, str):
+        return value  # nothing, styled text built from literal parts, or a nested renderable
+    return literal(value)
+
+
+class DataTable(Table):
+    """A rich Table whose text cells and title are data: shown literally, never as markup."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if isinstance(self.title, str):
+            self.title = literal(self.title, "table.title")
+
+    def add_row(
+        self,
+        *renderables: RenderableType | None,
+        style: Any = None,
+        end_section: bool = False,
+    ) -> None:
+        super().add_row(*(_cell(r) for r in renderables), style=style, end_section=end_section)
+
+
+def data_console(*, stderr: bool = False) -> Console:
+    """A console for commands' output: a plain string it prints is shown as it is (no markup,
+    no emoji codes, no guessed highlighting); styles come from ``Text`` only."""
+    return Console(stderr=stderr, markup=False, emoji=False, highlight=False)
+
+
+def show(renderable: RenderableType) -> None:
+    """A table (or any rich renderable) on stdout, as wide as the terminal."""
+    data_console().print(renderable)
+
+
+# --- Data for scripts ------------------------------------------------------------------------
 
 
 def plain(value: Any) -> Any:
@@ -70,21 +165,54 @@ def csv_cell(value: Any) -> Any:
     return "" if value is None else value
 
 
+# OWASP "CSV Injection": a cell starting with one of these is read as a formula by Excel,
+# LibreOffice or Google Sheets (a tab or CR is skipped and what follows is read); ASVS 1.2.10
+# adds NUL. The signs also count after leading blanks, which an import may trim.
+_FORMULA_SIGNS = frozenset("=+-@")
+_FORMULA_FIRST = _FORMULA_SIGNS | frozenset("\t\r\0")
+_BLANKS = " \t\r\n\0"
+
+
+def spreadsheet_cell(value: Any) -> Any:
+    """``csv_cell``, with ``'`` before a text cell a spreadsheet would run as a formula.
+
+    Only text is changed: a number the ledger counted (a fee, a count) cannot carry a formula,
+    and stays a number finance can add up.
+    """
+    cell = csv_cell(value)
+    if type(cell) is not str or not cell:
+        return cell
+    first = cell[0]
+    if first in _FORMULA_FIRST or (first in _BLANKS and cell.lstrip(_BLANKS)[:1] in _FORMULA_SIGNS):
+        return "'" + cell
+    return cell
+
+
+class CsvWriter:
+    """A CSV with a header row, written a record at a time; cells safe to open in a spreadsheet
+    (``spreadsheet_cell``) unless ``raw``, then exactly as ``csv_cell`` gives them."""
+
+    def __init__(self, file: IO[str], columns: Sequence[str], *, raw: bool = False) -> None:
+        self._columns = list(columns)
+        self._cell = csv_cell if raw else spreadsheet_cell
+        self._writer = csv.writer(file, lineterminator="\n")
+        self._writer.writerow(self._columns)
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        cell = self._cell
+        self._writer.writerow([cell(record.get(name)) for name in self._columns])
+
+
 def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=plain))
 
 
-def echo_csv(records: Iterable[dict[str, Any]], columns: Sequence[str]) -> None:
-    writer = csv.DictWriter(
-        sys.stdout, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore"
-    )
-    writer.writeheader()
-    writer.writerows({name: csv_cell(record.get(name)) for name in columns} for record in records)
-
-
-def show(renderable: RenderableType) -> None:
-    """A table (or any rich renderable) on stdout, as wide as the terminal."""
-    Console().print(renderable)
+def echo_csv(
+    records: Iterable[Mapping[str, Any]], columns: Sequence[str], *, raw: bool = False
+) -> None:
+    writer = CsvWriter(sys.stdout, columns, raw=raw)
+    for record in records:
+        writer.write(record)
 
 
 def emit(
@@ -93,11 +221,13 @@ def emit(
     *,
     columns: Sequence[str],
     table: Callable[[], RenderableType],
+    raw: bool = False,
 ) -> None:
-    """``records`` in ``output_format``; ``table`` builds the view for people only if asked."""
+    """``records`` in ``output_format``; ``table`` builds the view for people only if asked;
+    ``raw``: CSV cells as stored (see ``CsvWriter``)."""
     if output_format == JSON:
         echo_json(records)
     elif output_format == CSV:
-        echo_csv(records, columns)
+        echo_csv(records, columns, raw=raw)
     else:
         show(table())

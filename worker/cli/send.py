@@ -11,12 +11,11 @@ import time
 import uuid
 
 import click
-from rich.console import Console
-from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.cli.common import BAD_INPUT, FAILURE, current_settings, fail, first_line
+from worker.cli.output import DataTable, data_console, line
 from worker.ledger import attempts, messages
 from worker.ledger.db import make_engine, session_factory
 from worker.ledger.models import SmsMessage
@@ -140,14 +139,16 @@ def send(
             )  # fmt: skip
         except InvalidInput as error:
             fail(f"{_option_of(error.field)}: {error.problem}", BAD_INPUT, cause=error)
-        console = Console()
+        console = data_console()
         if enqueued.created:
-            console.print(f"{enqueued.id} {enqueued.status}")
+            console.print(line(f"{enqueued.id} {enqueued.status}"))
         else:
-            console.print(f"{enqueued.id} {enqueued.status} (already enqueued with this --key)")
+            console.print(
+                line(f"{enqueued.id} {enqueued.status} (already enqueued with this --key)")
+            )
         if wait:
             # A spinner on a terminal; nothing when the output goes to a file or a pipe.
-            with console.status(f"waiting up to {timeout:g} s for a worker to send it..."):
+            with console.status(line(f"waiting up to {timeout:g} s for a worker to send it...")):
                 message = _wait_settled(sessions, enqueued.id, timeout)
             console.print(_summary(message))
             console.print(_attempts_table(sessions, message.id))
@@ -184,8 +185,8 @@ def _read(sessions: sessionmaker[Session], message_id: uuid.UUID) -> SmsMessage:
     return message
 
 
-def _summary(message: SmsMessage) -> Table:
-    table = Table(show_header=False, box=None)
+def _summary(message: SmsMessage) -> DataTable:
+    table = DataTable(show_header=False, box=None)
     for name, value in (
         ("status", message.status),
         ("sid", message.sid),
@@ -198,8 +199,8 @@ def _summary(message: SmsMessage) -> Table:
     return table
 
 
-def _attempts_table(sessions: sessionmaker[Session], message_id: uuid.UUID) -> Table:
-    table = Table(title="Attempts", title_justify="left")
+def _attempts_table(sessions: sessionmaker[Session], message_id: uuid.UUID) -> DataTable:
+    table = DataTable(title="Attempts", title_justify="left")
     for column in ("#", "started", "outcome", "http", "result", "sid", "fee", "ms", "errmsg"):
         # The sid is what people search reports and bills by: wrapped, never cut short.
         table.add_column(column, overflow="fold", no_wrap=column not in ("sid", "errmsg"))
