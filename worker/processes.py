@@ -118,10 +118,12 @@ def celery_worker(
     return ManagedProcess(f"worker {name}", argv, env, log_path, ready_text="ready.", cwd=cwd)
 
 
-def celery_beat(env: Mapping[str, str], log_path: Path, schedule_path: Path) -> ManagedProcess:
+def celery_beat(
+    env: Mapping[str, str], log_path: Path, schedule_path: Path, *, cwd: Path | None = None
+) -> ManagedProcess:
     """Celery beat with its schedule file at ``schedule_path``."""
     argv = [
         sys.executable, "-m", "celery", "-A", "worker", "beat",
         "-s", str(schedule_path), "-l", "info",
     ]  # fmt: skip
-    return ManagedProcess("beat", argv, env, log_path, ready_text="beat: Starting")
+    return ManagedProcess("beat", argv, env, log_path, ready_text="beat: Starting", cwd=cwd)
