@@ -72,6 +72,46 @@ def list_batches(session: Session, *, limit: int = 50) -> list[SmsBatch]:
     return list(session.scalars(select(SmsBatch).order_by(SmsBatch.created_at.desc()).limit(limit)))
 
 
+def batch_by_key(session: Session, account: str, key: str) -> SmsBatch | None:
+    """The batch ``account`` created with idempotency ``key``, read afresh. Locks: none."""
+    statement = select(SmsBatch).where(SmsBatch.account == account, SmsBatch.idempotency_key == key)
+    return session.scalars(statement.execution_options(populate_existing=True)).one_or_none()
+
+
+def hold_fingerprint(session: Session, fingerprint: str) -> None:
+    """Serialise the creations of batches with this ``fingerprint`` until the caller commits,
+    so that of two creates of the same input at once the second sees the first.
+
+    PostgreSQL: a transaction-level advisory lock on the fingerprint's first 8 bytes. SQLite:
+    nothing to do, a creation's transaction starts with its write, which holds the database.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        lock = int.from_bytes(bytes.fromhex(fingerprint[:16]), "big", signed=True)
+        session.execute(select(func.pg_advisory_xact_lock(lock)))
+
+
+def earlier_with_fingerprint(
+    session: Session, account: str, fingerprint: str, since: datetime, other_than: uuid.UUID
+) -> SmsBatch | None:
+    """The newest batch of ``account`` created from the same input since ``since``, except a
+    batch cancelled before anything of it went out (nothing of it can be repeated). Locks: none.
+    """
+    never_sent = and_(SmsBatch.status == CANCELLED, SmsBatch.dispatched_at.is_(None))
+    statement = (
+        select(SmsBatch)
+        .where(
+            SmsBatch.account == account,
+            SmsBatch.fingerprint == fingerprint,
+            SmsBatch.created_at >= since,
+            SmsBatch.id != other_than,
+            ~never_sent,
+        )
+        .order_by(SmsBatch.created_at.desc())
+        .limit(1)
+    )
+    return session.scalars(statement).one_or_none()
+
+
 def move_batch(
     session: Session,
     batch_id: uuid.UUID,
@@ -125,6 +165,32 @@ def cancel_batch(session: Session, batch_id: uuid.UUID, now: datetime, reason: s
     ):  # fmt: skip
         return None
     return cancel_queued(session, batch_id=batch_id, reason=reason)
+
+
+def state_for_sending(session: Session, batch_id: uuid.UUID) -> str | None:
+    """The batch's state, held against pause, resume and cancel until the caller commits (None:
+    no such batch).
+
+    A send reads it in the transaction that writes its attempts ahead, before any other
+    statement. PostgreSQL: ``SELECT .. FOR SHARE``, which the UPDATE of ``pause_batch`` or
+    ``cancel_batch`` waits for; so a pause returns only after the write-aheads that read
+    ``sending`` have committed, and every write-ahead after it reads ``paused``. Sends do not
+    wait for each other. SQLite: a write that changes nothing, which takes the database's write
+    lock first (a read first would fail once another connection commits); writes are serialized
+    there, so the same order holds. Locks: the batch row (SQLite: the database) until the caller
+    commits. Does not commit.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        touch = (
+            update(SmsBatch)
+            .where(SmsBatch.id == batch_id)
+            .values(status=SmsBatch.status, updated_at=SmsBatch.updated_at)
+            .returning(SmsBatch.status)
+            .execution_options(synchronize_session=False)
+        )
+        return session.scalars(touch).one_or_none()
+    shared = select(SmsBatch.status).where(SmsBatch.id == batch_id).with_for_update(read=True)
+    return session.scalars(shared).one_or_none()
 
 
 def claim_due_batches(

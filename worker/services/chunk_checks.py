@@ -23,6 +23,7 @@ from worker.ledger.batch_models import PAUSED as BATCH_PAUSED
 from worker.ledger.models import SmsMessage
 from worker.ledger.optouts import opted_out
 from worker.ledger.status import CANCELLED, EXPIRED, FAILED, QUEUED, SUPPRESSED, UNKNOWN
+from worker.services.send_checks import Outbound
 from worker.services.sending import (
     MAX_ATTEMPTS,
     OPTED_OUT_REASON,
@@ -57,9 +58,14 @@ class Recipient:
     attempts_made: int
     seen: Counter[int] = field(default_factory=Counter)  # result codes of its attempts
 
+    @property
+    def outbound(self) -> Outbound:
+        return Outbound(self.id, self.phone.nationcode, self.phone.mobile, self.expires_at)
+
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
+    batch_id: uuid.UUID | None
     account: str
     kind: str
     content: Content
@@ -134,4 +140,4 @@ def gate(
             tally[status] += requeued
         else:
             tally[status] += len(batches.end_many(session, moved_ids, owner, status, reason=why))
-    return Chunk(first.account, first.kind, content, recipients)
+    return Chunk(first.batch_id, first.account, first.kind, content, recipients)

@@ -34,6 +34,7 @@ from worker.ledger.status import EXPIRED, FAILED, QUEUED, SENDING, SENT, UNKNOWN
 from worker.logs import bind_log_context, log_context
 from worker.services.chunk_checks import Chunk, Recipient, gate
 from worker.services.reports import match_sent_many
+from worker.services.send_checks import settle_withheld, withheld_at_send
 from worker.services.sending import MAX_ATTEMPTS, SendContext, stop_account
 from worker.services.tries import backoff_after_tries, quick_tries
 from worker.services.waits import wait_for
@@ -129,10 +130,23 @@ def _one_try(
     """One request for ``pending``; the numbers to try again and the request's error."""
     now = ctx.now()
     with ctx.sessions() as session:
-        # Renewing the lease first also drops a number another dispatcher has taken over.
+        # Pause, cancel, opt-outs and quiet hours, first in the transaction of the write-ahead
+        # itself: a pause that has returned is seen here, and one that has not waits for this
+        # commit (worker.services.send_checks).
+        withheld = withheld_at_send(
+            session,
+            batch_id=chunk.batch_id,
+            kind=chunk.kind,
+            outbound=[recipient.outbound for recipient in pending],
+            now=now,
+        )
+        # Renewing the lease also drops a number another dispatcher has taken over.
         ids = [recipient.id for recipient in pending]
         lease = ctx.settings.lease_seconds
         still = {m.id for m in batches.hold_chunk(session, ids, owner, now, lease)}
+        held_back = {i: why for i, why in withheld.items() if i in still}
+        tally.update(settle_withheld(session, held_back, owner, chunk.account).values())
+        still -= held_back.keys()
         spent = [r.id for r in pending if r.id in still and r.attempts_made >= MAX_ATTEMPTS]
         why = f"no success after {MAX_ATTEMPTS} attempts"
         tally[FAILED] += len(batches.end_many(session, spent, owner, FAILED, reason=why))

@@ -27,22 +27,19 @@ from tenacity import retry_if_result
 from worker import metrics
 from worker.ledger import attempts, messages
 from worker.ledger.models import SmsMessage
-from worker.ledger.optouts import is_opted_out
 from worker.ledger.status import (
     EXPIRED,
     FAILED,
-    MARKETING,
     QUEUED,
     SENDING,
     SENT,
-    SUPPRESSED,
     UNKNOWN,
 )
 from worker.logs import bind_log_context, log_context
 from worker.services.reports import match_sent
+from worker.services.send_checks import Outbound, Withheld, settle_withheld, withheld_at_send
 from worker.services.sending import (
     MAX_ATTEMPTS,
-    OPTED_OUT_REASON,
     SendContext,
     content_of,
     settle_lost_attempts,
@@ -81,6 +78,7 @@ class Outgoing:
     """What is needed to send a claimed message, read before the database session closes."""
 
     id: uuid.UUID
+    batch_id: uuid.UUID | None
     account: str
     kind: str
     phone: Phone
@@ -95,6 +93,10 @@ class Outgoing:
     def content_key(self) -> str:
         """Identifies 'the same content' for the per-number policy."""
         return hashlib.sha1(repr(self.content).encode(), usedforsecurity=False).hexdigest()
+
+    @property
+    def outbound(self) -> Outbound:
+        return Outbound(self.id, self.phone.nationcode, self.phone.mobile, self.expires_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,10 +148,9 @@ def _prepare(
             return _end(session, message.id, owner, UNKNOWN, reason), None
     if message.expires_at is not None and message.expires_at <= now:
         return _end(session, message.id, owner, EXPIRED, "deadline passed before sending"), None
-    if message.kind == MARKETING and is_opted_out(session, message.nationcode, message.mobile):
-        return _end(session, message.id, owner, SUPPRESSED, OPTED_OUT_REASON), None
     outgoing = Outgoing(
         id=message.id,
+        batch_id=message.batch_id,
         account=message.account,
         kind=message.kind,
         phone=Phone(message.nationcode, message.mobile),
@@ -160,6 +161,11 @@ def _prepare(
         attempts_made=message.attempt_count,
         seen=seen,
     )
+    # Checked here too, so that a paused or opted-out message takes no throttle slot; the check
+    # that counts is the one made with the attempt's write-ahead (_one_try).
+    withheld = _withheld(session, outgoing, now)
+    if withheld:
+        return _settle(session, outgoing, owner, withheld), None
     if ctx.throttle is not None:
         wait = ctx.throttle.number_wait(
             outgoing.account, outgoing.phone.e164, outgoing.content_key, str(outgoing.id)
@@ -216,6 +222,13 @@ def _one_try(
         outgoing.phone, outgoing.content, ext=outgoing.ext, extend=outgoing.extend
     )
     with ctx.sessions() as session:
+        # Pause, cancel, opt-out and quiet hours, in the transaction of the write-ahead itself:
+        # a pause that has returned is seen here, and one that has not waits for this commit.
+        withheld = _withheld(session, outgoing, ctx.now())
+        if withheld:
+            settled = _settle(session, outgoing, owner, withheld)
+            session.commit()
+            return Step(None, settled)
         try:
             attempt_id = attempts.begin_attempt(
                 session,
@@ -293,6 +306,27 @@ def _decide(
         reason = f"{exchange.error}; may have been delivered, not resent by policy"
         return _end(session, outgoing.id, owner, UNKNOWN, reason)
     return None  # transient, network, or ambiguous with a resend policy
+
+
+def _withheld(session: Session, outgoing: Outgoing, now: datetime) -> dict[uuid.UUID, Withheld]:
+    return withheld_at_send(
+        session,
+        batch_id=outgoing.batch_id,
+        kind=outgoing.kind,
+        outbound=[outgoing.outbound],
+        now=now,
+    )
+
+
+def _settle(
+    session: Session, outgoing: Outgoing, owner: str, withheld: dict[uuid.UUID, Withheld]
+) -> SendVerdict:
+    """Where a message that may not go now goes instead: queued (no countdown: the dispatcher
+    hands it out again after a resume or at 08:00), cancelled, suppressed or expired."""
+    reached = settle_withheld(session, withheld, owner, outgoing.account)
+    if outgoing.id not in reached:
+        return NOT_OURS
+    return SendVerdict(reached[outgoing.id], reason=withheld[outgoing.id].reason)
 
 
 def _account_slot(account: str, ctx: SendContext) -> float:
