@@ -215,7 +215,16 @@ def test_a_weak_token_is_refused() -> None:
     for token in ("", "short", "a" * 15, "has/slash" * 3, "has space" * 3, "令牌" * 10):
         with pytest.raises(ValueError, match="at least 16 characters"):
             check_token(token)
-    assert check_token("A-z_0.9~" * 2) == "A-z_0.9~" * 2
+    guessable = ["a" * 16, "x" * 24, "abcdefghijklmnop", "A-z_0.9~" * 2, "password1234567890"]
+    for token in guessable:
+        with pytest.raises(ValueError, match="too easy to guess") as refused:
+            check_token(token)
+        assert token not in str(refused.value)
+        assert "secrets.token_urlsafe(32)" in str(refused.value)
+    for _ in range(2000):
+        token = secrets.token_urlsafe(16)
+        assert check_token(token) == token
+    assert check_token("Zq3-xT9_vB7.kW2~") == "Zq3-xT9_vB7.kW2~"
 
 
 JSON = st.recursive(

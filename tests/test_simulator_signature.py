@@ -105,9 +105,9 @@ def test_the_simulator_shares_no_code_with_the_client_it_checks() -> None:
     from importlib import resources
 
     allowed = {"worker.tencent.types", "worker.tencent.codes"}
-    # The ASGI server plumbing is shared with the receiver; it computes no
-    # signature or fee, and must itself stay free of the client's code.
-    plumbing = {"worker.asgi"}
+    # The ASGI server plumbing (server, its limits, token strength) is shared with the
+    # receiver; it computes no signature or fee, and must itself stay free of the client's code.
+    plumbing = {"worker.asgi", "worker.server_limits", "worker.tokens"}
     package = resources.files("worker.simulator")
     imported: set[str] = set()
     for module in package.iterdir():
@@ -121,5 +121,6 @@ def test_the_simulator_shares_no_code_with_the_client_it_checks() -> None:
         if name.startswith("worker.")
         and not name.startswith(("worker.simulator", "worker.tencent"))
     } <= plumbing
-    plumbing_source = resources.files("worker").joinpath("asgi.py").read_text(encoding="utf-8")
-    assert not {name for name in _imports_of(plumbing_source) if name.startswith("worker")}
+    for name in plumbing:
+        source = resources.files("worker").joinpath(f"{name.split('.')[1]}.py").read_text("utf-8")
+        assert {n for n in _imports_of(source) if n.startswith("worker")} <= plumbing, name

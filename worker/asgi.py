@@ -6,7 +6,9 @@ with AsgiServer(app) as server:          # 127.0.0.1, a free port
     requests.post(f"{server.url}/callbacks/{token}/status", json=[...])
 
 The access log stays off: the receiver's paths carry its secret token, and at the simulator's
-rates it would cost more than the answers.
+rates it would cost more than the answers. Every server runs under ``ServerLimits``
+(``worker.server_limits``): a bounded number of connections, and time limits on idle
+connections and on reading a request, so that a slow client cannot hold it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 import uvicorn
+
+from worker.server_limits import BodyDeadline, ServerLimits, protocol_class
 
 log = logging.getLogger(__name__)
 
@@ -44,18 +48,23 @@ class AsgiServer:
         lifespan: Literal["on", "off"] = "off",
         graceful_shutdown_seconds: int = 5,
         name: str = "asgi-server",
+        limits: ServerLimits | None = None,
     ) -> None:
-        """``lifespan="on"`` for an app with startup work; ``name`` names the thread."""
+        """``lifespan="on"`` for an app with startup work; ``name`` names the thread;
+        ``limits``: connections and read time (the defaults of ``ServerLimits`` when None)."""
         self.app = app
         self.host = host
         self.port = port
+        self.limits = limits or ServerLimits()
+        httptools = importlib.util.find_spec("httptools") is not None
         self._uvicorn = uvicorn.Server(
             uvicorn.Config(
-                app,
+                BodyDeadline(app, self.limits.read_timeout),
                 host=host,
                 port=port,
                 loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
-                http="httptools" if importlib.util.find_spec("httptools") else "h11",
+                http=protocol_class(self.limits, httptools=httptools),
+                h11_max_incomplete_event_size=self.limits.max_header_bytes,
                 lifespan=lifespan,
                 access_log=False,
                 # A process that set up its logging (the receiver command: redacted, perhaps

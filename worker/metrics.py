@@ -82,6 +82,23 @@ REPLIES_RECEIVED = Counter(
     ["source", "opt_out"],
 )
 
+# Why the receiver refused a callback (the ``reason`` label of sms_callbacks_refused_total).
+WRONG_TOKEN = "wrong_token"  # noqa: S105 (a reason, not a secret): a callback path with a token that is not the receiver's
+UNKNOWN_PATH = "unknown_path"  # a POST to a path that is no callback URL at all
+BAD_BODY = "bad_body"  # not JSON, or not reports or a reply that can be stored
+TOO_LARGE = "too_large"  # a body over the receiver's limit
+INCOMPLETE_BODY = "incomplete_body"  # the body was cut short or took too long
+LEDGER_UNAVAILABLE = "ledger_unavailable"  # the ledger could not store it; the gateway retries
+REFUSAL_REASONS = (
+    WRONG_TOKEN, UNKNOWN_PATH, BAD_BODY, TOO_LARGE, INCOMPLETE_BODY, LEDGER_UNAVAILABLE,
+)  # fmt: skip
+CALLBACKS_REFUSED = Counter(
+    "sms_callbacks_refused",
+    "Callbacks the receiver did not take, by reason (wrong_token, unknown_path, bad_body, "
+    "too_large, incomplete_body, ledger_unavailable): a misconfigured callback URL shows here.",
+    ["reason"],
+)
+
 
 def request_answered(
     account: str, kind: str, api: str, seconds: float, numbers: Iterable[NumberOutcome]
@@ -112,6 +129,11 @@ def reports_received(source: str, statuses: Iterable[str]) -> None:
 
 def reply_received(source: str, opted_out: bool) -> None:
     REPLIES_RECEIVED.labels(source, "true" if opted_out else "false").inc()
+
+
+def callback_refused(reason: str) -> None:
+    """The receiver refused one callback, for ``reason`` (REFUSAL_REASONS)."""
+    CALLBACKS_REFUSED.labels(reason).inc()
 
 
 def process_registry() -> CollectorRegistry:

@@ -26,6 +26,12 @@ from worker.receiver import (
     make_receiver_app,
     serve_forever,
 )
+from worker.server_limits import (
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_READ_TIMEOUT,
+    ServerLimits,
+)
 
 MASK = "********"
 
@@ -46,6 +52,38 @@ MASK = "********"
     show_default=True,
     help="Larger bodies are refused with 413. Example: --max-body-bytes 262144",
 )
+@click.option(
+    "--max-connections",
+    envvar="SMS_RECEIVER_MAX_CONNECTIONS",
+    show_envvar=True,
+    type=click.IntRange(1, 1_000_000),
+    default=DEFAULT_MAX_CONNECTIONS,
+    show_default=True,
+    help="Connections served at once; one more is answered 503 and closed. "
+    "Example: --max-connections 500",
+)
+@click.option(
+    "--idle-timeout",
+    envvar="SMS_RECEIVER_IDLE_TIMEOUT",
+    show_envvar=True,
+    type=click.FloatRange(0, 3600, min_open=True),
+    default=DEFAULT_IDLE_TIMEOUT,
+    show_default=True,
+    metavar="SECONDS",
+    help="A connection with no request in progress is closed after this long. "
+    "Example: --idle-timeout 10",
+)
+@click.option(
+    "--read-timeout",
+    envvar="SMS_RECEIVER_READ_TIMEOUT",
+    show_envvar=True,
+    type=click.FloatRange(0, 3600, min_open=True),
+    default=DEFAULT_READ_TIMEOUT,
+    show_default=True,
+    metavar="SECONDS",
+    help="A request's headers, and then its whole body, must arrive within this long each "
+    "(else 408 and the connection is closed). Example: --read-timeout 30",
+)
 @log_level_option
 @click.option(
     "--metrics/--no-metrics",
@@ -58,6 +96,9 @@ def receiver(
     port: int,
     token: str | None,
     max_body_bytes: int,
+    max_connections: int,
+    idle_timeout: float,
+    read_timeout: float,
     log_level: str,
     metrics: bool | None,
 ) -> None:
@@ -67,7 +108,9 @@ def receiver(
     /callbacks/TOKEN/status and replies to /callbacks/TOKEN/reply (/callbacks/TOKEN takes
     both). Every report is stored once, duplicates and late ones included, and moves its
     message to delivered or undelivered; a reply such as TD or 退订 opts its number out.
-    The ledger is SMS_DATABASE_URL; run `sms-worker migrate` first.
+    The ledger is SMS_DATABASE_URL; run `sms-worker migrate` first. Every refused callback
+    (wrong token, wrong path, bad, oversized, cut or slow body) is logged with its reason and
+    address, and counted in sms_callbacks_refused_total{reason}.
 
     \b
     Examples:
@@ -111,7 +154,12 @@ def receiver(
         click.echo("  stop with Ctrl-C")
 
     try:
-        server = AsgiServer(app, host=host, port=port, log_level=log_level, name="receiver")
+        limits = ServerLimits(
+            max_connections=max_connections, idle_timeout=idle_timeout, read_timeout=read_timeout
+        )
+        server = AsgiServer(
+            app, host=host, port=port, log_level=log_level, name="receiver", limits=limits
+        )
         serve_forever(server, on_started=announce)
     except ServerError as error:
         fail(f"{error} (is the port already in use?)", FAILURE, cause=error)

@@ -10,7 +10,10 @@ The gateway does not sign its callbacks, so the secret is the ``token`` in the p
 constant time); a wrong one gets the same 404 as a path that does not exist. Bodies are read
 at most ``max_body_bytes`` (413 beyond), and a body that cannot be stored whole is refused with
 400 and ``{"result": 1004, "errmsg": ...}`` naming the field and item, before anything is
-written. Success is the gateway's ``{"result": 0, "errmsg": "OK"}``. The token never reaches a
+written. Success is the gateway's ``{"result": 0, "errmsg": "OK"}``. Every refused callback
+(a wrong token, a POST to any other path, a bad, oversized, cut or slow body) writes one
+warning line (reason and remote address) and counts ``sms_callbacks_refused_total{reason}``,
+so a misconfigured callback URL in the gateway's console shows. The token never reaches a
 log line: uvicorn's access log, which would print the path, must stay off.
 """
 
@@ -31,14 +34,24 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from worker.metrics import METRICS_PATH, process_registry
+from worker.metrics import (
+    BAD_BODY,
+    INCOMPLETE_BODY,
+    LEDGER_UNAVAILABLE,
+    METRICS_PATH,
+    TOO_LARGE,
+    UNKNOWN_PATH,
+    WRONG_TOKEN,
+    callback_refused,
+    process_registry,
+)
 from worker.receiver.bodies import BadBody, decode, reply_from, reports_from
 from worker.services.reports import InvalidItem, ingest_reply, ingest_reports
+from worker.tokens import MAKE_TOKEN, MIN_TOKEN_LENGTH, weakness
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20
-MIN_TOKEN_LENGTH = 16
 # Characters that survive a URL path unescaped, so the token in the gateway's console is the
 # token the receiver compares.
 TOKEN_PATTERN = re.compile(r"[A-Za-z0-9._~-]+")
@@ -54,8 +67,11 @@ def check_token(token: str) -> str:
     if len(token) < MIN_TOKEN_LENGTH or not TOKEN_PATTERN.fullmatch(token):
         raise ValueError(
             f"the receiver token must be at least {MIN_TOKEN_LENGTH} characters of A-Z a-z 0-9 "
-            "and ._~- (e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            f"and ._~- (make one with: {MAKE_TOKEN})"
         )
+    problem = weakness(token)
+    if problem is not None:
+        raise ValueError(f"the receiver token {problem}; make one with: {MAKE_TOKEN}")
     return token
 
 
@@ -76,6 +92,7 @@ def make_receiver_app(
     def authentic(request: Request) -> None:
         given = str(request.path_params.get("token", "")).encode("utf-8", "surrogatepass")
         if not hmac.compare_digest(given, secret):
+            refused(request, WRONG_TOKEN, "the token in the path is not this receiver's")
             raise HTTPException(404)  # the very answer of a path that does not exist
 
     async def take(request: Request, shape: str) -> Response:
@@ -83,8 +100,10 @@ def make_receiver_app(
         try:
             body = await _read_bounded(request, max_body_bytes)
         except ClientDisconnect:
+            refused(request, INCOMPLETE_BODY, "the body was cut short or took too long")
             return _refuse(400, "the body was cut short")
         if body is None:
+            refused(request, TOO_LARGE, f"the body is larger than {max_body_bytes} bytes")
             return _refuse(413, f"body is larger than {max_body_bytes} bytes")
         try:
             data = decode(body)
@@ -99,12 +118,19 @@ def make_receiver_app(
                     ingest_reply, sessions, reply_from(data), source=SOURCE
                 )
         except (BadBody, InvalidItem) as problem:
+            refused(request, BAD_BODY, str(problem))
             return _refuse(400, str(problem))
         except SQLAlchemyError:
             log.exception("a %s callback could not be stored; the gateway may send it again", shape)
+            callback_refused(LEDGER_UNAVAILABLE)
             return _refuse(503, "the ledger is unavailable; send again later", UNAVAILABLE)
         log.info("%s callback taken: %s", shape, result)
         return JSONResponse(OK)
+
+    async def nowhere(request: Request) -> Response:
+        # The path is not logged: a misspelt callback URL still carries the token.
+        refused(request, UNKNOWN_PATH, "POST to a path that is not a callback URL")
+        raise HTTPException(404)
 
     async def status(request: Request) -> Response:
         return await take(request, "status")
@@ -132,6 +158,7 @@ def make_receiver_app(
             Route("/callbacks/{token}/status", status, methods=["POST"]),
             Route("/callbacks/{token}/reply", reply, methods=["POST"]),
             Route("/callbacks/{token}", either, methods=["POST"]),
+            Route("/{path:path}", nowhere, methods=["POST"]),
         ]
     )
 
@@ -147,6 +174,19 @@ async def _read_bounded(request: Request, limit: int) -> bytes | None:
         if len(body) > limit:
             return None
     return bytes(body)
+
+
+def refused(request: Request, reason: str, detail: str) -> None:
+    """One log line and one count per refused callback: why, and from where; never the token
+    (the path is not written, and ``detail`` never holds it)."""
+    callback_refused(reason)
+    client = request.client.host if request.client else "unknown"
+    log.warning("callback refused (%s) from %s: %s", reason, client, _clip(detail))
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _shape_of(data: Any) -> str:

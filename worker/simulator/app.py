@@ -29,12 +29,15 @@ _DRAIN_FACTOR = 64  # past max_body_bytes * this, stop reading and close the con
 
 
 class SimulatorApp:
-    def __init__(self, config: SimulatorConfig | None = None) -> None:
+    def __init__(
+        self, config: SimulatorConfig | None = None, *, control_token: str | None = None
+    ) -> None:
+        """``control_token``: the bearer token the control API requires (None: none)."""
         self.config = config or default_config()
         self.state = SimulatorState(self.config)
         self.reports = ReportCenter(self.config.reports, self.state.clock, self.config.log_limit)
         self.gateway = Gateway(self.state, self.reports)
-        self.control = build_control_app(self.state, self.reports)
+        self.control = build_control_app(self.state, self.reports, token=control_token)
         self._started = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -93,8 +96,10 @@ class SimulatorApp:
         self.reports.start()
 
 
-def create_app(config: SimulatorConfig | None = None) -> SimulatorApp:
-    return SimulatorApp(config)
+def create_app(
+    config: SimulatorConfig | None = None, *, control_token: str | None = None
+) -> SimulatorApp:
+    return SimulatorApp(config, control_token=control_token)
 
 
 class _ClientGone(Exception):

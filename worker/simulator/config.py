@@ -7,6 +7,7 @@ once, so the request path can trust it.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from worker.simulator.defaults import DEFAULTS
 from worker.simulator.faults import FaultSettings, Step, StepError, parse_steps
@@ -21,6 +23,11 @@ from worker.simulator.faults import FaultSettings, Step, StepError, parse_steps
 DEFAULT_LOG_LIMIT = 10_000
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_FAIL_CODES = ("UNDELIV", "REJECTD", "EXPIRED", "MX:0012")
+MAX_COUNT = 10**12  # limits and balance: far beyond any real account, within JSON's comfort
+MAX_URL_LENGTH = 2048
+# The simulator's clock must stay where dates can be printed: 1970 to 2100, Unix seconds.
+LATEST_TIME = 4_102_444_800
+MAX_CLOCK_OFFSET = 100 * 366 * 86_400
 _PLACEHOLDER = re.compile(r"\{(\d+)\}")
 
 
@@ -116,22 +123,27 @@ class ReportSettings:
     def from_mapping(cls, raw: Mapping[str, Any], where: str = "reports") -> ReportSettings:
         _known(raw, {f for f in cls.__dataclass_fields__}, where)
         url = raw.get("callback_url") or None
-        if url is not None and not (
-            isinstance(url, str) and url.startswith(("http://", "https://"))
-        ):
-            raise ConfigError(f"{where}.callback_url must be an http:// or https:// URL")
+        if url is not None:
+            url = _callback_url(url, f"{where}.callback_url")
         codes = raw.get("fail_codes", list(DEFAULT_FAIL_CODES))
-        if not isinstance(codes, list) or not codes or not all(isinstance(c, str) for c in codes):
-            raise ConfigError(f"{where}.fail_codes must be a non-empty list of operator codes")
+        if (
+            not isinstance(codes, list)
+            or not 1 <= len(codes) <= 100
+            or not all(isinstance(c, str) and 0 < len(c) <= 20 for c in codes)
+        ):
+            raise ConfigError(
+                f"{where}.fail_codes must be a list of 1 to 100 operator codes "
+                "(strings of 1 to 20 characters)"
+            )
         return cls(
             callback_url=url,
             delay_seconds=_bounded(raw, "delay_seconds", 2.0, 0, 86_400, where),
             fail_ratio=_bounded(raw, "fail_ratio", 0.0, 0, 1, where),
             fail_codes=tuple(codes),
-            batch_size=int(_bounded(raw, "batch_size", 100, 1, 1000, where)),
-            concurrency=int(_bounded(raw, "concurrency", 4, 1, 64, where)),
+            batch_size=_whole(raw, "batch_size", 100, 1, 1000, where),
+            concurrency=_whole(raw, "concurrency", 4, 1, 64, where),
             timeout_seconds=_bounded(raw, "timeout_seconds", 5.0, 0.1, 120, where),
-            retries=int(_bounded(raw, "retries", 3, 0, 10, where)),
+            retries=_whole(raw, "retries", 3, 0, 10, where),
         )
 
     def to_json(self) -> dict[str, object]:
@@ -158,6 +170,9 @@ class SimulatorConfig:
     reports: ReportSettings = field(default_factory=ReportSettings)
     log_limit: int = DEFAULT_LOG_LIMIT  # request log, inbox and report history entries kept
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES  # larger bodies answer 1004
+    # Simulated time: the clock reads real time plus this (SMS_CLOCK_OFFSET_SECONDS), as the
+    # worker's does, until the control API sets it; a reset returns to it.
+    clock_offset_seconds: float = 0.0
 
     @property
     def default_sign(self) -> str | None:
@@ -175,8 +190,10 @@ def load_config(
     sdkappid: str | None = None,
     appkey: str | None = None,
     callback_url: str | None = None,
+    clock_offset_seconds: float | None = None,
 ) -> SimulatorConfig:
-    """The defaults, overlaid with the TOML file at ``path``, then with the flags given."""
+    """The defaults, overlaid with the TOML file at ``path``, then with the flags given
+    (``clock_offset_seconds``: SMS_CLOCK_OFFSET_SECONDS; None keeps the file's)."""
     raw: dict[str, Any] = {}
     if path is not None:
         try:
@@ -191,7 +208,18 @@ def load_config(
     if callback_url is not None:
         reports = {**config.reports.to_json(), "callback_url": callback_url}
         config = replace(config, reports=ReportSettings.from_mapping(reports))
+    if clock_offset_seconds is not None:
+        config = with_clock_offset(config, clock_offset_seconds)
     return config
+
+
+def with_clock_offset(config: SimulatorConfig, seconds: float) -> SimulatorConfig:
+    """``config`` whose clock runs ``seconds`` ahead of real time (behind when negative)."""
+    if not (math.isfinite(seconds) and abs(seconds) <= MAX_CLOCK_OFFSET):
+        raise ConfigError(
+            f"SMS_CLOCK_OFFSET_SECONDS must be a number of seconds within ±{MAX_CLOCK_OFFSET}"
+        )
+    return replace(config, clock_offset_seconds=float(seconds))
 
 
 def with_primary_account(
@@ -213,6 +241,7 @@ def config_from_mapping(raw: Mapping[str, Any]) -> SimulatorConfig:
             "include_defaults",
             "log_limit",
             "max_body_bytes",
+            "clock_offset_seconds",
             "accounts",
             "signs",
             "templates",
@@ -259,6 +288,9 @@ def config_from_mapping(raw: Mapping[str, Any]) -> SimulatorConfig:
         log_limit=int(_bounded(raw, "log_limit", DEFAULT_LOG_LIMIT, 10, 10_000_000, "top level")),
         max_body_bytes=int(
             _bounded(raw, "max_body_bytes", DEFAULT_MAX_BODY_BYTES, 1024, 64 * 1024**2, "top level")
+        ),
+        clock_offset_seconds=_bounded(
+            raw, "clock_offset_seconds", 0.0, -MAX_CLOCK_OFFSET, MAX_CLOCK_OFFSET, "top level"
         ),
     )
 
@@ -319,6 +351,23 @@ def _template(raw: Mapping[str, Any], index: int) -> TemplateSpec:
     return template
 
 
+def _callback_url(url: object, where: str) -> str:
+    # Never quoted back: the URL's path may hold the receiver's token.
+    problem = f"{where} must be an http:// or https:// URL with a host"
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise ConfigError(problem)
+    if len(url) > MAX_URL_LENGTH or any(c.isspace() or not c.isprintable() for c in url):
+        raise ConfigError(f"{problem}, at most {MAX_URL_LENGTH} printable characters, no spaces")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (reading it checks it)
+    except ValueError:
+        raise ConfigError(f"{problem} and a port from 0 to 65535") from None
+    if not parts.hostname:
+        raise ConfigError(problem)
+    return url
+
+
 def _table(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     value = raw.get(key, {})
     if not isinstance(value, Mapping):
@@ -329,7 +378,10 @@ def _table(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
 def _known(raw: Mapping[str, Any], keys: set[str], where: str) -> None:
     unknown = set(raw) - keys
     if unknown:
-        raise ConfigError(f"{where}: unknown keys {', '.join(sorted(unknown))}")
+        # Quoted short: keys come from the network too (the control API).
+        named = ", ".join(repr(str(key)[:40]) for key in sorted(unknown, key=str)[:5])
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        raise ConfigError(f"{where}: unknown keys {named}{more}; known: {', '.join(sorted(keys))}")
 
 
 def _flag(raw: Mapping[str, Any], key: str, default: bool, where: str) -> bool:
@@ -348,10 +400,22 @@ def _bounded(
     return float(value)
 
 
+def _whole(raw: Mapping[str, Any], key: str, default: int, low: int, high: int, where: str) -> int:
+    value = raw.get(key, default)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{where}.{key} must be a whole number from {low} to {high}")
+    return value
+
+
 def _optional_count(raw: Mapping[str, Any], key: str, where: str) -> int | None:
     value = raw.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"{where}.{key} must be a whole number >= 0 (leave it out for no limit)")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
+        raise ConfigError(
+            f"{where}.{key} must be a whole number from 0 to {MAX_COUNT} "
+            "(leave it out for no limit)"
+        )
     return value

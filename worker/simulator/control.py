@@ -1,6 +1,6 @@
 """A Python client for the simulator's control API (``/_sim/``), for tests and demos.
 
-control = SimulatorControl("http://127.0.0.1:8080")
+control = SimulatorControl("http://127.0.0.1:8080")   # token=... beyond loopback
 control.reset()
 control.script("13700000001", [1008, 1008])        # two 1008s, then normal
 ...
@@ -66,10 +66,14 @@ class RequestRecord:
 
 
 class SimulatorControl:
-    def __init__(self, base_url: str, *, timeout: float = 30.0) -> None:
+    def __init__(self, base_url: str, *, timeout: float = 30.0, token: str | None = None) -> None:
+        """``token``: the simulator's control token (SMS_SIMULATOR_CONTROL_TOKEN), when it has
+        one; sent as ``Authorization: Bearer``."""
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self._session = requests.Session()
+        if token is not None:
+            self._session.headers["Authorization"] = f"Bearer {token}"
 
     def __repr__(self) -> str:
         return f"SimulatorControl({self.base_url!r})"

@@ -15,6 +15,7 @@ What each step does to the message decides what a client may conclude, so it is 
 from __future__ import annotations
 
 import random
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -37,8 +38,17 @@ PER_NUMBER = frozenset({StepKind.OK, StepKind.RESULT})
 AFTER_PROCESSING = frozenset({StepKind.DROP_AFTER, StepKind.SLOW})
 
 
+MAX_RESULT_CODE = 999_999
+
+
 class StepError(ValueError):
     """A scripted step or a fault setting that cannot be understood."""
+
+
+def _quoted(raw: object) -> str:
+    """``raw`` for a message: short, and safe whatever its size or depth (it comes from the
+    network through the control API)."""
+    return reprlib.repr(raw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,12 +80,12 @@ def parse_step(raw: object) -> Step:
     """A step as JSON or TOML gives it: ``1008``, ``"drop"``, ``{"http": 503}``, ``{"slow": 5}``"""
     if isinstance(raw, bool):
         raise StepError(f"not a step: {raw!r}")
-    if isinstance(raw, int) and raw >= 0:
+    if isinstance(raw, int) and 0 <= raw <= MAX_RESULT_CODE:
         return Step(StepKind.OK) if raw == 0 else Step(StepKind.RESULT, raw)
     if isinstance(raw, str):
         if raw in (StepKind.OK, StepKind.DROP, StepKind.DROP_AFTER):
             return Step(StepKind(raw))
-        raise StepError(f"unknown step {raw!r}; use a result code, ok, drop or drop_after")
+        raise StepError(f"unknown step {_quoted(raw)}; use a result code, ok, drop or drop_after")
     if isinstance(raw, Mapping) and len(raw) == 1:
         ((key, value),) = raw.items()
         number_ok = isinstance(value, int | float) and not isinstance(value, bool)
@@ -85,12 +95,15 @@ def parse_step(raw: object) -> Step:
             return Step(StepKind.SLOW, float(value))
         if key == "result" and number_ok and isinstance(value, int):
             return parse_step(value)
-    raise StepError(f'not a step: {raw!r}; e.g. 1008, "drop", {{"http": 503}}, {{"slow": 5}}')
+    raise StepError(
+        f"not a step: {_quoted(raw)}; e.g. 1008 (a result code from 1 to {MAX_RESULT_CODE}), "
+        '"drop", {"http": 503}, {"slow": 5}'
+    )
 
 
 def parse_steps(raw: object) -> tuple[Step, ...]:
-    if not isinstance(raw, list | tuple):
-        raise StepError("steps must be a list")
+    if not isinstance(raw, list | tuple) or len(raw) > 10_000:
+        raise StepError("steps must be a list of at most 10000 steps")
     return tuple(parse_step(item) for item in raw)
 
 
@@ -130,7 +143,7 @@ class FaultSettings:
                 kind = FaultKind(str(key))
             except ValueError:
                 known = ", ".join(kind.value for kind in FaultKind)
-                raise StepError(f"unknown fault {key!r}; known: {known}") from None
+                raise StepError(f"unknown fault {_quoted(key)}; known: {known}") from None
             rates[kind] = _number(value, f"rates.{key}", upper=1.0)
         if sum(rates.values()) > 1.0:
             raise StepError("fault rates add up to more than 1")

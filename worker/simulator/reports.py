@@ -18,11 +18,11 @@ from collections import deque
 from contextlib import suppress
 from dataclasses import asdict
 from itertools import count
-from urllib.parse import urlsplit
 
 import requests
 
 from worker.simulator.config import ReportSettings
+from worker.simulator.redact import shown_host
 from worker.simulator.state import Clock, InboxEntry, beijing_text
 from worker.tencent.types import (
     DELIVERED_CODE,
@@ -218,8 +218,8 @@ class ReportCenter:
                 if problem is None:
                     self.pushed += items
                     return True
-                # The URL's path may carry the receiver's secret: log only where it points.
-                where = urlsplit(url).netloc
+                # The URL's path and user part may carry secrets: log only where it points.
+                where = shown_host(url)
                 log.warning("callback to %s failed (try %d): %s", where, attempt + 1, problem)
         self.push_failures += items
         return False

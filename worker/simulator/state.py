@@ -43,10 +43,16 @@ def utc_iso(unix: float) -> str:
 
 
 class Clock:
-    """The simulator's idea of now: real time shifted by an offset that tests can set."""
+    """The simulator's idea of now: real time shifted by an offset.
 
-    def __init__(self) -> None:
-        self.offset = 0.0
+    The offset starts as the configuration's (SMS_CLOCK_OFFSET_SECONDS, the worker's simulated
+    time too); the control API may set it; ``reset`` and ``set_real`` return to the configured
+    one. Values are checked by the callers (the configuration, the control API).
+    """
+
+    def __init__(self, configured_offset: float = 0.0) -> None:
+        self.configured_offset = configured_offset
+        self.offset = configured_offset
 
     def now(self) -> float:
         return time.time() + self.offset
@@ -59,7 +65,8 @@ class Clock:
         self.offset = seconds
 
     def set_real(self) -> None:
-        self.offset = 0.0
+        """Back to the configured time: real time plus SMS_CLOCK_OFFSET_SECONDS."""
+        self.offset = self.configured_offset
 
     def to_json(self) -> dict[str, object]:
         now = self.now()
@@ -194,7 +201,7 @@ class SimulatorState:
         self.config = config
         self.accounts: dict[str, Account] = {a.sdkappid: a for a in config.accounts}
         self.book = TemplateBook(config)
-        self.clock = Clock()
+        self.clock = Clock(config.clock_offset_seconds)
         self.rng = random.Random()
         self.reset()
 
