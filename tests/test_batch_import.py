@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import json
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from tests.fixtures.simulator import APPKEY, SDKAPPID
 from worker.batches import Batches
 from worker.cli import main
 from worker.config import Settings
-from worker.ledger.batch_models import CANCELLED, SCHEDULED
+from worker.ledger.batch_models import SCHEDULED
 from worker.ledger.models import SmsMessage
 from worker.ledger.optouts import add_opt_out
 from worker.ledger.status import MARKETING, QUEUED
@@ -146,19 +145,27 @@ def test_unusable_input_is_refused_before_anything_is_written(
     assert batches.recent() == []
 
 
-def test_an_import_that_fails_midway_cancels_its_batch(batches: Batches) -> None:
-    def lines() -> Iterator[str]:
-        yield "mobile"
-        for n in range(6000):  # more than one chunk is written before the failure
-            yield f"+86137{n:08d}"
-        raise OSError("the disk went away")
+def test_an_import_that_fails_midway_leaves_nothing(
+    batches: Batches, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from worker.services import batch_import
 
+    def failing_after_a_chunk(*args: object, **kwargs: object) -> object:
+        if seen.append(1) or len(seen) > 1:  # the first chunk is written, the second fails
+            raise OSError("the disk went away")
+        return write(*args, **kwargs)
+
+    seen: list[int] = []
+    write = batch_import._write
+    monkeypatch.setattr(batch_import, "_write", failing_after_a_chunk)
+    lines = ["mobile", *(f"+86137{n:08d}" for n in range(6000))]
     with pytest.raises(OSError, match="disk"):
-        batches.create(lines(), template=TEMPLATE, params=["a", "8"])
-    (batch,) = batches.recent()
-    status = batches.status(batch.id)
-    assert status.batch.status == CANCELLED
-    assert status.messages == {"cancelled": 5000}
+        batches.create(lines, template=TEMPLATE, params=["a", "8"])
+    assert len(seen) == 2
+    # One transaction: neither the batch nor the chunk written before the failure remains.
+    assert batches.recent() == []
+    with batches.sessions() as session:
+        assert session.scalars(select(SmsMessage.id)).all() == []
 
 
 def test_the_command_imports_and_summarises(
@@ -213,23 +220,28 @@ def test_opt_out_commands(settings: Settings, monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_batches_are_listed_newest_first(batches: Batches) -> None:
-    first = batches.create(["mobile"], template=TEMPLATE, name="first")
-    second = batches.create(["mobile"], template=TEMPLATE, name="second")
+    first = batches.create(["mobile", "+8613700000001"], template=TEMPLATE, name="first")
+    second = batches.create(["mobile", "+8613700000002"], template=TEMPLATE, name="second")
     assert [b.id for b in batches.recent()] == [second.batch_id, first.batch_id]
     assert batches.find(str(second.batch_id)[:8]).id == second.batch_id
     with pytest.raises(LookupError):
         batches.find("0123456789abcdef")
 
 
-def test_line_numbers_follow_the_file_and_an_unreadable_one_is_refused(batches: Batches) -> None:
+def test_line_numbers_are_physical_lines_and_a_field_may_not_span_them(batches: Batches) -> None:
     lines = io.StringIO(
         'mobile,param1,param2\n"+8613700000001","王\n先生",8\n12,李,8\n', newline=""
     )
     report = batches.create(lines, template=TEMPLATE)
-    # The first record spans lines 2 and 3, so the bad number is on line 4.
-    assert [(r.line_no, r.reason) for r in report.first_rejections] == [(4, "bad_number")]
+    # A row is one line: line 2 leaves its quote open, line 3 is read as a row of its own.
+    assert [(r.line_no, r.reason) for r in report.first_rejections] == [
+        (2, "malformed"), (3, "bad_number"), (4, "bad_number"),
+    ]  # fmt: skip
+    assert "may not span lines" in report.first_rejections[0].detail
 
-    broken = ["mobile", "+8613700000002", "x" * 200_000]  # beyond the CSV reader's field limit
-    with pytest.raises(BatchInputError, match="line 3"):
-        batches.create(broken, template=TEMPLATE, params=["a", "8"])
-    assert batches.recent()[0].status == CANCELLED
+    long_line = ["mobile", "+8613700000002", "x" * 200_000, "+8613700000003"]
+    report = batches.create(long_line, template=TEMPLATE, params=["a", "8"])
+    assert (report.rows, report.accepted) == (3, 2)
+    (rejection,) = report.first_rejections
+    assert (rejection.line_no, rejection.reason) == (3, "malformed")
+    assert "200,000 bytes" in rejection.detail and rejection.raw == "x" * 200

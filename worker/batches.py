@@ -4,9 +4,14 @@
 
     with Batches() as batches:                        # the configuration of SMS_* variables
         report = batches.create("customers.csv", template=100002, sign="腾讯云",
-                                params=["会员", "8"])
+                                params=["会员", "8"], key="may-day-2026")
         print(report.accepted, report.rejected)
         batches.pause(report.batch_id)
+
+With ``key`` a retried creation is safe: the same key returns the batch made before
+(``report.created`` is False) and writes nothing; the same key with another file, template,
+sign or params raises ``BatchKeyConflict``. Without a key, the same input as a batch created in
+the last 24 hours raises ``DuplicateBatch`` unless ``allow_duplicate=True``.
 
 Beat's dispatcher sends a batch once its start has come (``sms-worker batch`` does the same from
 the shell). See ``worker.services.batch_import`` for the file's columns.
@@ -16,7 +21,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -39,11 +44,15 @@ from worker.services.batch_import import (
     ImportReport,
     import_batch,
 )
+from worker.services.batch_keys import BatchKeyConflict, DuplicateBatch
+from worker.services.csv_lines import Source
 
 __all__ = [
     "BatchInputError",
+    "BatchKeyConflict",
     "BatchStatus",
     "Batches",
+    "DuplicateBatch",
     "ImportProgress",
     "ImportReport",
     "create_batch",
@@ -78,7 +87,7 @@ class Batches:
 
     def create(
         self,
-        source: str | os.PathLike[str] | Iterable[str],
+        source: Source,
         *,
         template: int,
         sign: str | None = None,
@@ -90,9 +99,15 @@ class Batches:
         window_end_at: datetime | None = None,
         name: str | None = None,
         progress: Callable[[ImportProgress], None] | None = None,
+        key: str | None = None,
+        allow_duplicate: bool = False,
     ) -> ImportReport:
-        """Import ``source`` (a CSV path, or its lines) as a batch starting at ``start_at``
-        (default now) and ending at ``window_end_at`` (default: the marketing TTL later)."""
+        """Import ``source`` as a batch starting at ``start_at`` (default now) and ending at
+        ``window_end_at`` (default: the marketing TTL later).
+
+        ``source``: a CSV file's path, the file opened in binary, or its lines as strings (a
+        text file is read from its bytes). ``key``: this creation's name, see the module.
+        """
         settings = self.settings
         account_name = account or settings.default_account_name
         if account_name is None:
@@ -109,10 +124,10 @@ class Batches:
             params_from=tuple(params_from) if params_from else None,
             param_count=param_count,
         )
-        if not isinstance(source, str | os.PathLike):
-            return import_batch(self.sessions, settings, source, spec, progress=progress)
-        with open(source, encoding="utf-8-sig", newline="") as lines:
-            return import_batch(self.sessions, settings, lines, spec, progress=progress)
+        return import_batch(
+            self.sessions, settings, source, spec, key=key, allow_duplicate=allow_duplicate,
+            progress=progress,
+        )  # fmt: skip
 
     def find(self, prefix: str) -> SmsBatch:
         """The batch whose id is or starts with ``prefix``; LookupError if none or several."""
@@ -183,7 +198,7 @@ class Batches:
         self.close()
 
 
-def create_batch(source: str | os.PathLike[str] | Iterable[str], **options: Any) -> ImportReport:
+def create_batch(source: Source, **options: Any) -> ImportReport:
     """``Batches().create(source, **options)`` with the environment's configuration."""
     with Batches() as batches:
         return batches.create(source, **options)

@@ -125,6 +125,17 @@ def batch() -> None:
 )
 @click.option("--name", metavar="NAME", help="A name for people. Default: the file's name.")
 def create(
+@click.option(
+    "--key",
+    metavar="KEY",
+    help="This creation's name, e.g. may-day-2026: run again with the same key, it prints the "
+    "batch made before and creates nothing. Example: --key may-day-2026",
+)
+@click.option(
+    "--allow-duplicate",
+    is_flag=True,
+    help="Create the batch even if the same file, template and sign made one within 24 hours.",
+)
     file: str,
     template: int,
     sign: str | None,
@@ -136,12 +147,25 @@ def create(
     window_end: str | None,
     name: str | None,
 ) -> None:
+    key: str | None,
+    allow_duplicate: bool,
     """Import FILE (CSV, UTF-8, header row) as a batch; every row is accepted or rejected.
 
     Columns: mobile (E.164, or national with a nationcode column), optional nationcode, and
     the params of each recipient as param1, param2, ... (or the columns of --params-from) unless
-    --param gives them for all. Exit status: 0 imported (rows may have been rejected: see the
-    summary), 2 bad input, 1 failure.
+    --param gives them for all. Each row is one line: a quoted field may not span lines. A
+    malformed line (a quote left open, over 64 KiB, over 1,000 fields, a NUL) is rejected with
+    its line number; the other rows are still read.
+
+    A creation is not repeated by accident. With --key, running the command again (after an
+    error, a timeout, a lost terminal) prints the batch the key made and creates nothing; the
+    same key with another file, template, sign or params is refused. Without --key, the same
+    file, template and sign as a batch created within 24 hours is refused, naming that batch,
+    unless --allow-duplicate is given. The batch is written in one transaction: an import
+    that fails leaves nothing behind.
+
+    Exit status: 0 imported, or the key's batch found (rows may have been rejected: see the
+    summary), 2 bad input or a refused repetition, 1 failure.
 
     \b
     Examples:
@@ -149,6 +173,10 @@ def create(
       sms-worker batch create orders.csv --template 100002 --params-from name,discount \\
           --start "2026-05-01 09:00" --window-end "2026-05-02 21:00"
     """
+      sms-worker batch create vip.csv --template 100002 --param 会员 --param 8 \\
+          --key vip-2026-05-01
+      sms-worker batch create vip.csv --template 100002 --param 会员 --param 8 \\
+          --allow-duplicate
     starts = _when(start, "--start") if start else None
     ends = _when(window_end, "--window-end") if window_end else None
     columns = [c.strip() for c in params_from.split(",") if c.strip()] if params_from else None
@@ -157,16 +185,15 @@ def create(
     except OSError as error:
         fail(f"cannot read {file}: {error.strerror}", BAD_INPUT, cause=error)
     with raw, _batches() as batches, _import_bar(raw) as show:
-        lines = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
-        try:
-            report = batches.create(
-                lines, template=template, sign=sign, account=account,
-                params=params or None, params_from=columns, param_count=param_count,
-                start_at=starts, window_end_at=ends, progress=show,
-                name=name or click.format_filename(file, shorten=True),
-            )  # fmt: skip
-        except UnicodeDecodeError as error:
-            fail(f"{file} is not UTF-8 text", BAD_INPUT, cause=error)
+        report = batches.create(
+            raw, template=template, sign=sign, account=account,
+            params=params or None, params_from=columns, param_count=param_count,
+            start_at=starts, window_end_at=ends, progress=show,
+            name=name or click.format_filename(file, shorten=True),
+            key=key, allow_duplicate=allow_duplicate,
+        )  # fmt: skip
+    if not report.created:
+        click.echo(f"batch {report.batch_id} was created before with this key; nothing new")
     _print_report(report)
 
 

@@ -36,7 +36,9 @@ DUPLICATE = "duplicate"
 OPTED_OUT = "opted_out"
 WRONG_PARAM_COUNT = "wrong_param_count"
 BAD_PARAM = "bad_param"
-REJECTION_REASONS = (BAD_NUMBER, DUPLICATE, OPTED_OUT, WRONG_PARAM_COUNT, BAD_PARAM)
+# Not one CSV row: a quote left open, too long, too many fields, a NUL or a lone surrogate.
+MALFORMED = "malformed"
+REJECTION_REASONS = (BAD_NUMBER, DUPLICATE, OPTED_OUT, WRONG_PARAM_COUNT, BAD_PARAM, MALFORMED)
 
 RAW_TEXT_LIMIT = 200  # characters of a rejected row kept, enough to find it in the file
 
@@ -47,6 +49,17 @@ class SmsBatch(Base):
         CheckConstraint(one_of("status", BATCH_STATUSES), name="status"),
         # The dispatcher: due batches by state and start.
         Index("ix_sms_batches_status_start_at", "status", "start_at"),
+        # A key names one batch of its account: of two creates with one key, one wins.
+        Index(
+            "uq_sms_batches_account_idempotency_key",
+            "account",
+            "idempotency_key",
+            unique=True,
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+            sqlite_where=text("idempotency_key IS NOT NULL"),
+        ),
+        # The duplicate check: this account's batches of the same input, newest first.
+        Index("ix_sms_batches_account_fingerprint", "account", "fingerprint", "created_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -71,6 +84,11 @@ class SmsBatch(Base):
     # The dispatcher's claim for one tick, so two beats never work on the batch at once.
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_until: Mapped[datetime | None]
+    # The caller's name for this creation (``--key``): the same key returns this batch.
+    idempotency_key: Mapped[str | None] = mapped_column(String(128))
+    # SHA-256 of the file's bytes and of what decides the messages (account, template, sign,
+    # params): equal for the same input, so a repeated import can be recognised.
+    fingerprint: Mapped[str | None] = mapped_column(String(64))
 
     def __repr__(self) -> str:
         return f"<SmsBatch {self.id} {self.status} {self.name!r}>"
@@ -91,6 +109,7 @@ class SmsBatch(Base):
             "accepted": self.accepted,
             "rejected": self.rejected,
             "created_at": self.created_at.isoformat(),
+            "key": self.idempotency_key,
         }
 
 
