@@ -124,7 +124,6 @@ def batch() -> None:
     "--window-end", metavar="TIME", help="Messages not out by then expire. Default: 3 days on."
 )
 @click.option("--name", metavar="NAME", help="A name for people. Default: the file's name.")
-def create(
 @click.option(
     "--key",
     metavar="KEY",
@@ -136,6 +135,7 @@ def create(
     is_flag=True,
     help="Create the batch even if the same file, template and sign made one within 24 hours.",
 )
+def create(
     file: str,
     template: int,
     sign: str | None,
@@ -146,9 +146,9 @@ def create(
     start: str | None,
     window_end: str | None,
     name: str | None,
-) -> None:
     key: str | None,
     allow_duplicate: bool,
+) -> None:
     """Import FILE (CSV, UTF-8, header row) as a batch; every row is accepted or rejected.
 
     Columns: mobile (E.164, or national with a nationcode column), optional nationcode, and
@@ -172,11 +172,11 @@ def create(
       sms-worker batch create vip.csv --template 100002 --sign 腾讯云 --param 会员 --param 8
       sms-worker batch create orders.csv --template 100002 --params-from name,discount \\
           --start "2026-05-01 09:00" --window-end "2026-05-02 21:00"
-    """
       sms-worker batch create vip.csv --template 100002 --param 会员 --param 8 \\
           --key vip-2026-05-01
       sms-worker batch create vip.csv --template 100002 --param 会员 --param 8 \\
           --allow-duplicate
+    """
     starts = _when(start, "--start") if start else None
     ends = _when(window_end, "--window-end") if window_end else None
     columns = [c.strip() for c in params_from.split(",") if c.strip()] if params_from else None
