@@ -124,6 +124,7 @@ class Call:
 SAFE_PARAM = st.text(st.characters(categories=["L", "N"]), max_size=12)
 CODE_PARAM = st.one_of(st.from_regex(r"\A[0-9]{0,6}\Z"), st.integers(0, 999_999))
 SAFE_TEXT = st.text(st.characters(categories=["L", "N", "P", "Zs"]), max_size=60)
+SIGN_TEXT = st.text(st.characters(categories=["L", "N"]), min_size=1, max_size=12)
 OFFSETS = st.integers(-14 * 60, 14 * 60).map(lambda m: timezone(timedelta(minutes=m)))
 NAIVE = datetime(2030, 1, 1, 9, 0)
 
@@ -151,6 +152,8 @@ BAD = {
             [10**12],
             [True],
             [b"1"],
+            ["1"] * 33,
+            [""] * 10_000,
             ["a\x00"],
             ["\ud800"],
             {"a": 1},
@@ -160,7 +163,7 @@ BAD = {
     "kind": st.sampled_from(["", "VERIFICATION", "sms", 1, None, "marketing ", ["marketing"]]),
     "account": st.sampled_from(["other", 5, "a\x00", "x" * 65, "Default", "\udcff"]),
     "idempotency_key": st.sampled_from(["", "k" * 129, "a\x00", "\ud800", 5, b"k"]),
-    "sign": st.sampled_from(["s" * 65, "s\x00", "\udcff", 5, b"s"]),
+    "sign": st.sampled_from(["s" * 65, "s\x00", "\udcff", 5, b"s", "【腾讯云", "腾讯】云", "【】"]),
     "ext": st.sampled_from(["e" * 257, "\x00", 5, b"e"]),
     "extend": st.sampled_from(["12a", "١٢", "1" * 33, 5, " 1", "+1", "\x00"]),
     "not_before": st.sampled_from(
@@ -219,7 +222,11 @@ def calls(draw: st.DrawFn, rate: int = 5) -> Call:
             draw, "params", st.lists(param, max_size=6), hostile_params, call, rate
         )
     else:  # a free text send
-        good_text = st.text(st.characters(categories=["L", "N", "P"]), min_size=1, max_size=200)
+        # Signed as the gateway wants a mainland text: 【sign】 at its start or its end.
+        body = st.text(st.characters(categories=["L", "N", "P"]), min_size=1, max_size=200)
+        good_text = st.tuples(SIGN_TEXT, body, st.booleans()).map(
+            lambda t: f"【{t[0]}】{t[1]}" if t[2] else f"{t[1]}【{t[0]}】"
+        )
         call.options["text"] = _pick(draw, "text", good_text, HOSTILE_TEXT, call, rate)
         if draw(st.integers(0, 99)) < rate:
             call.bad.append("template")  # a text and a template: one too many
@@ -233,8 +240,9 @@ def calls(draw: st.DrawFn, rate: int = 5) -> Call:
         draw, "idempotency_key", st.none() | st.uuids().map(str), HOSTILE_TEXT, call, rate
     )
     call.options["sign"] = _pick(
-        draw, "sign", st.none() | SAFE_TEXT.map(lambda s: s[:64]), HOSTILE_TEXT, call, rate
-    )
+        draw, "sign", st.none() | SIGN_TEXT | SIGN_TEXT.map(lambda s: f"【{s}】"), HOSTILE_TEXT,
+        call, rate,
+    )  # fmt: skip
     call.options["ext"] = _pick(draw, "ext", SAFE_TEXT, HOSTILE_TEXT, call, rate)
     call.options["extend"] = _pick(
         draw, "extend", st.from_regex(r"\A[0-9]{0,32}\Z"), HOSTILE_TEXT, call, rate
@@ -285,7 +293,14 @@ def assert_refused_cleanly(harness: Harness, call: Call, error: InvalidInput, be
 def expected_keys(key: str | None, count: int) -> list[str | None]:
     if key is None:
         return [None] * count
-    return [key] if count == 1 else [f"{key}:{index}" for index in range(count)]
+    return [key] if count == 1 else [f"{key}#{index}" for index in range(count)]
+
+
+def stored_sign(sign: str | None) -> str | None:
+    """A sign given as the handset shows it, 【腾讯云】, is stored as its text."""
+    if sign and len(sign) >= 2 and sign[0] == "【" and sign[-1] == "】":
+        return sign[1:-1]
+    return sign
 
 
 def assert_accepted_validly(harness: Harness, call: Call, results: list[Any], before: int) -> None:
@@ -315,7 +330,7 @@ def assert_accepted_validly(harness: Harness, call: Call, results: list[Any], be
         else:
             assert (row.tpl_id, row.content) == (None, options["text"])
         assert (row.sign, row.ext, row.extend) == (
-            options.get("sign"), options.get("ext", ""), options.get("extend", "")
+            stored_sign(options.get("sign")), options.get("ext", ""), options.get("extend", "")
         )  # fmt: skip
         assert row.not_before == options.get("not_before")
         assert row.expires_at > max(row.created_at, row.not_before or row.created_at)

@@ -1,8 +1,10 @@
 """sms-worker: a delivery worker for Tencent Cloud's v5 SMS API.
 
 The producer API lives here: ``worker.enqueue(...)`` and ``worker.enqueue_many(...)`` (see
-``worker.producer``). ``celery -A worker`` finds the Celery app in ``worker.celery``. Importing
-``worker.tencent`` alone pulls in neither the database nor Celery.
+``worker.producer``); a bad argument raises ``InvalidInput``, and an idempotency key used before
+for a different message ``IdempotencyConflict``. ``celery -A worker`` finds the Celery app in
+``worker.celery``. Importing ``worker`` reads no settings; it and ``worker.tencent`` alone pull
+in neither the database nor Celery.
 """
 
 from __future__ import annotations
@@ -13,9 +15,18 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from worker.idempotency import IdempotencyConflict
     from worker.producer import Enqueued, Producer
+    from worker.tencent import InvalidInput
 
-__all__ = ["Enqueued", "InvalidInput", "default_producer", "enqueue", "enqueue_many"]
+__all__ = [
+    "Enqueued",
+    "IdempotencyConflict",
+    "InvalidInput",
+    "default_producer",
+    "enqueue",
+    "enqueue_many",
+]
 
 _producer: Producer | None = None
 _lock = threading.Lock()
@@ -55,4 +66,9 @@ def __getattr__(name: str) -> Any:
         from worker.tencent import InvalidInput
 
         return InvalidInput
+    if name == "IdempotencyConflict":
+        # Its own small module: catching it pulls in neither the database nor Celery.
+        from worker.idempotency import IdempotencyConflict
+
+        return IdempotencyConflict
     raise AttributeError(name)

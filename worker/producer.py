@@ -24,17 +24,35 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from worker import clock
 from worker.config import Settings
+from worker.idempotency import (
+    MAX_KEY_LENGTH,
+    IdempotencyConflict,
+    check_key,
+    derived_keys,
+    differences,
+    related_keys,
+)
 from worker.ledger import messages
+from worker.ledger.keys import messages_with_keys
 from worker.ledger.models import SmsMessage
 from worker.ledger.status import KINDS, NOTIFICATION, QUEUED, VERIFICATION
 from worker.ledger.types import MAX_INTEGER, text_problem
-from worker.tencent import InvalidInput, Phone, check_length, check_params, parse_phone
+from worker.tencent import (
+    InvalidInput,
+    Phone,
+    check_length,
+    check_param_count,
+    check_params,
+    check_signed_text,
+    parse_phone,
+    sign_text,
+)
 from worker.tencent.types import MAX_PARAM_LENGTH
 
 log = logging.getLogger(__name__)
 
 Publisher = Callable[..., None]  # publish(message_id, kind, *, countdown=None)
-MAX_KEY_LENGTH = 128
+__all__ = ["MAX_KEY_LENGTH", "Enqueued", "IdempotencyConflict", "Producer", "SendOptions"]
 _COLUMNS = SmsMessage.__table__.columns
 # Messages due within this many seconds are published with a countdown; later ones are left
 # to the sweeper, so no long ETA message ever sits in the broker.
@@ -64,7 +82,8 @@ class SendOptions(TypedDict, total=False):
 @dataclass(frozen=True, slots=True)
 class Enqueued:
     """A message accepted for sending. ``created`` is False when its idempotency key was
-    used before: ``id`` is then the earlier message and nothing more will be sent."""
+    used before for the same message: ``id`` is then the earlier message and nothing more will
+    be sent. (The key used before for a different message raises ``IdempotencyConflict``.)"""
 
     id: uuid.UUID
     created: bool
@@ -113,8 +132,9 @@ class Producer:
         session: Session | None = None,
     ) -> list[Enqueued]:
         """Accept the same SMS to each recipient, one message each. All are validated before
-        any is written. With ``idempotency_key``, recipient ``i`` gets the key ``key:i`` (one
-        recipient: the key itself)."""
+        any is written. With ``idempotency_key``, recipient ``i`` gets the key ``key#i`` (one
+        recipient: the key itself); a key used before for a different message raises
+        ``IdempotencyConflict`` (in the caller's ``session``: roll it back)."""
         now = clock.now()
         if isinstance(recipients, str | bytes) or not isinstance(recipients, Iterable):
             raise InvalidInput("to", f"must be a list of numbers, not {type(recipients).__name__}")
@@ -124,19 +144,14 @@ class Producer:
         fields = self._validated_fields(
             template=template, params=params, text=text, sign=sign, kind=kind, account=account,
             idempotency_key=idempotency_key, ext=ext, extend=extend, not_before=not_before,
-            expires_at=expires_at, now=now,
+            expires_at=expires_at, now=now, domestic=any(phone.domestic for phone in phones),
         )  # fmt: skip
-        keys = _keys(idempotency_key, len(phones))
-        if any(len(key) > MAX_KEY_LENGTH for key in keys if key is not None):
-            raise InvalidInput(
-                "idempotency_key",
-                f"with its ':<index>' suffix must be 1..{MAX_KEY_LENGTH} characters",
-            )
+        keys = derived_keys(idempotency_key, len(phones))
         countdown = _countdown(not_before, now)
         if session is not None:
-            return self._write(session, phones, keys, fields, countdown)
+            return self._write(session, phones, keys, idempotency_key, fields, countdown)
         with self.sessions() as own:
-            enqueued = self._write(own, phones, keys, fields, countdown)
+            enqueued = self._write(own, phones, keys, idempotency_key, fields, countdown)
             own.commit()
         return enqueued
 
@@ -145,6 +160,7 @@ class Producer:
         session: Session,
         phones: Sequence[Phone],
         keys: Sequence[str | None],
+        key: str | None,
         fields: dict[str, Any],
         countdown: float | None,
     ) -> list[Enqueued]:
@@ -158,20 +174,46 @@ class Producer:
             }
             for phone, key in zip(phones, keys, strict=True)
         ]
-        # One statement for all the rows; a row whose key was used before is looked up after.
+        # One statement for all the rows. A row whose key is taken waits on the unique index
+        # until the transaction holding it ends, so the earlier message is there to compare.
         inserted = set(messages.insert_messages(session, rows))
+        earlier = self._earlier(session, rows, inserted, key) if key is not None else {}
         results: list[Enqueued] = []
-        pending = _pending_for(session, self.publish)
         for row in rows:
             if row["id"] in inserted:
-                message_id, created, status = row["id"], True, row["status"]
-            else:
-                message, created = messages.insert_message(session, **row)
-                message_id, status = message.id, message.status
-            results.append(Enqueued(message_id, created, status))
-            if created and countdown != SWEEPER_PUBLISHES:
-                pending.append(_Pending(message_id, fields["kind"], countdown))
+                results.append(Enqueued(row["id"], True, row["status"]))
+                continue
+            first = earlier.get(row["idempotency_key"])
+            if first is None:  # not found by key: the ledger's own lookup says what it was
+                first, _ = messages.insert_message(session, **row)
+            results.append(Enqueued(first.id, False, first.status))
+        if countdown != SWEEPER_PUBLISHES:
+            pending = _pending_for(session, self.publish)
+            pending += [_Pending(r.id, fields["kind"], countdown) for r in results if r.created]
         return results
+
+    def _earlier(
+        self, session: Session, rows: Sequence[dict[str, Any]], inserted: set[uuid.UUID], key: str
+    ) -> dict[str, SmsMessage]:
+        """The earlier message of each row whose key was taken, by key; raises
+        ``IdempotencyConflict`` when the key was used for anything but this very request."""
+        by_key = {row["idempotency_key"]: row for row in rows}
+        looked_up = [*by_key, *related_keys(key)]
+        earlier: dict[str, SmsMessage] = {}
+        for message in messages_with_keys(session, self.settings.account_names, looked_up):
+            if message.id in inserted:
+                continue
+            row = by_key.get(message.idempotency_key)
+            if row is None or row["account"] != message.account:
+                # Another account's key, or the key of a request to one recipient where this
+                # one has several (or the reverse): a different request either way.
+                other = "account" if message.account != rows[0]["account"] else "recipients"
+                raise IdempotencyConflict(key, message.id, [other])
+            differ = differences(message, row)
+            if differ:
+                raise IdempotencyConflict(key, message.id, differ)
+            earlier[row["idempotency_key"]] = message
+        return earlier
 
     def _validated_fields(
         self,
@@ -188,6 +230,7 @@ class Producer:
         not_before: datetime | None,
         expires_at: datetime | None,
         now: datetime,
+        domestic: bool,
     ) -> dict[str, Any]:
         if _checked_text("kind", kind) not in KINDS:
             raise InvalidInput("kind", f"{kind!r:.40} is not one of {', '.join(KINDS)}")
@@ -212,17 +255,21 @@ class Producer:
                 raise InvalidInput(
                     "params", f"must be a list of strings, not {type(params).__name__}"
                 )
+            check_param_count(params)  # first: a million params are refused without a look
+        if sign is not None and _checked_text("sign", sign, "sign"):
+            sign = sign_text(sign)
+        if template is not None:
             params = [_param_text(index, param) for index, param in enumerate(params)]
-            check_params(params, verification=kind == VERIFICATION)
+            check_params(params, verification=kind == VERIFICATION, sign=sign)
         elif text is not None:
             if not _checked_text("text", text).strip():
                 raise InvalidInput("text", "is empty")
             check_length(text)
-        _checked_text("sign", sign, "sign")
+            if domestic:
+                check_signed_text(text)
         _checked_text("ext", ext, "ext")
-        _checked_text("idempotency_key", idempotency_key, "idempotency_key")
-        if idempotency_key == "":
-            raise InvalidInput("idempotency_key", f"must be 1..{MAX_KEY_LENGTH} characters")
+        if idempotency_key is not None:
+            check_key(_checked_text("idempotency_key", idempotency_key, "idempotency_key"))
         if _checked_text("extend", extend, "extend") and not (
             extend.isascii() and extend.isdigit()
         ):
@@ -286,12 +333,6 @@ def _param_text(index: int, value: Any) -> str:
     if text is None:
         raise InvalidInput(field, "must be a string, not NoneType", 1004)
     return text
-
-
-def _keys(key: str | None, count: int) -> list[str | None]:
-    if key is None:
-        return [None] * count
-    return [key] if count == 1 else [f"{key}:{index}" for index in range(count)]
 
 
 def _countdown(not_before: datetime | None, now: datetime) -> float | None:

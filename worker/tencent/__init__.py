@@ -19,11 +19,15 @@ from worker.tencent.codes import (
 )
 from worker.tencent.numbers import parse_phone
 from worker.tencent.rules import (
+    MAX_TEMPLATE_PARAMS,
     InvalidInput,
     check_group,
     check_length,
+    check_param_count,
     check_params,
+    check_signed_text,
     render_template,
+    sign_text,
 )
 from worker.tencent.segments import count_segments, message_length, render
 from worker.tencent.signing import sign
@@ -52,6 +56,7 @@ from worker.tencent.wire import MalformedResponse
 
 __all__ = [
     "DEFAULT_GATEWAY_URL",
+    "MAX_TEMPLATE_PARAMS",
     "RESULT_CODES",
     "AmbiguousError",
     "Api",
@@ -80,7 +85,9 @@ __all__ = [
     "Wait",
     "check_group",
     "check_length",
+    "check_param_count",
     "check_params",
+    "check_signed_text",
     "classify_http_status",
     "classify_result",
     "code_info",
@@ -90,4 +97,5 @@ __all__ = [
     "render",
     "render_template",
     "sign",
+    "sign_text",
 ]

@@ -14,6 +14,15 @@ from collections.abc import Sequence
 from worker.tencent.types import MAX_CONTENT_LENGTH, MAX_GROUP_SIZE, MAX_PARAM_LENGTH, Phone
 
 PLACEHOLDER = re.compile(r"\{(\d+)\}")
+# Template variables one send may carry. Tencent publishes no count, but it approves no template
+# made only of variables (the fixed text must say what the message is about), and the whole
+# message is at most 450 characters: 32 variables is more than any approvable template holds,
+# and refuses a runaway list before a single one is looked at.
+MAX_TEMPLATE_PARAMS = 32
+# The signature as the handset shows it, 【腾讯云】, and free text carrying it at its start or end
+# (the gateway's rule for a domestic free-text send; abroad the sign is optional).
+SIGN_BRACKETS = ("【", "】")
+SIGNED_TEXT = re.compile(r"\A【[^【】]+】|【[^【】]+】\Z")
 VERIFICATION_CODE = re.compile(r"[0-9]{0,6}")
 # The gateway's own URL test is not published. This catches a scheme, a "www." host, and a
 # dotted host name ending in a common top-level domain ("t.cn/x", "bit.ly"), while leaving
@@ -39,8 +48,21 @@ class InvalidInput(ValueError):
         return f"{self.field}: {self.problem}"
 
 
-def check_params(params: Sequence[str], *, verification: bool) -> None:
-    """Template variables: <= 12 characters (1036), 0-6 digits for codes (1038), no URL (1048)."""
+def check_param_count(params: Sequence[object]) -> None:
+    """At most ``MAX_TEMPLATE_PARAMS`` template variables (1014: no template takes more)."""
+    if len(params) > MAX_TEMPLATE_PARAMS:
+        raise InvalidInput(
+            "params",
+            f"{len(params)} given; a template takes at most {MAX_TEMPLATE_PARAMS} variables",
+            1014,
+        )
+
+
+def check_params(params: Sequence[str], *, verification: bool, sign: str | None = None) -> None:
+    """Template variables: at most ``MAX_TEMPLATE_PARAMS`` (1014), each <= 12 characters (1036),
+    0-6 digits for codes (1038), no URL (1048), and all of them with the ``sign`` shown as
+    【sign】 within the 450 characters of a whole message (1017)."""
+    check_param_count(params)
     for index, value in enumerate(params):
         field = f"params[{index}]"
         if not isinstance(value, str):
@@ -55,6 +77,42 @@ def check_params(params: Sequence[str], *, verification: bool) -> None:
             raise InvalidInput(field, f"{value!r} is not a code of 0-6 digits", 1038)
         if URL_LIKE.search(value):
             raise InvalidInput(field, f"{value!r} looks like a URL, which is not allowed", 1048)
+    shown = sum(len(value) for value in params) + (len(sign) + 2 if sign else 0)
+    if shown > MAX_CONTENT_LENGTH:
+        with_sign = " with the signature" if sign else ""
+        raise InvalidInput(
+            "params",
+            f"{shown} characters in all{with_sign}; a whole message is at most "
+            f"{MAX_CONTENT_LENGTH}",
+            1017,
+        )
+
+
+def sign_text(sign: str) -> str:
+    """The signature as the gateway takes it, without 【】: a sign written as the handset shows
+    it, "【腾讯云】", loses its brackets; a bracket anywhere else is refused (1012 otherwise)."""
+    opening, closing = SIGN_BRACKETS
+    text = sign[1:-1] if len(sign) >= 2 and sign[0] == opening and sign[-1] == closing else sign
+    if opening in text or closing in text:
+        raise InvalidInput(
+            "sign", f"{sign!r:.80} has a stray 【 or 】; give the sign's text, e.g. 腾讯云", 1012
+        )
+    if not text.strip() and text != sign:
+        raise InvalidInput(
+            "sign", "【】 holds no signature; give the sign's text, e.g. 腾讯云", 1012
+        )
+    return text
+
+
+def check_signed_text(text: str) -> None:
+    """Free text to a mainland number carries its signature at its start or end: 【腾讯云】..."""
+    if not SIGNED_TEXT.search(text):
+        raise InvalidInput(
+            "text",
+            "has no signature: free text must begin or end with its approved sign in 【】, "
+            "e.g. 【腾讯云】您的快递已到。",
+            1012,
+        )
 
 
 def check_group(phones: Sequence[Phone]) -> None:
