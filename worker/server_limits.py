@@ -11,7 +11,8 @@ answered 503 once its headers are complete. So:
   requests) is closed after this many seconds;
 - ``read_timeout``: a request's headers must be complete this many seconds after its first
   byte (else 408 and close), and, separately, its whole body within this many seconds after the
-  headers (``BodyDeadline``: 408 and close, the application sees a disconnect);
+  headers (``BodyDeadline``: 408 and close, the application sees a disconnect); the unread rest
+  of a body answered early (413) must also have arrived by then, or the connection is closed;
 - ``max_header_bytes``: a request line and headers larger than this are answered 431 and
   closed, never buffered further.
 """
@@ -85,7 +86,7 @@ class _Limited:
         super().__init__(*args, **kwargs)
         # Between requests too: uvicorn takes whole seconds, the limit may be a fraction.
         self.timeout_keep_alive = self.limits.idle_timeout
-        self._header_timer: asyncio.TimerHandle | None = None
+        self._read_timer: asyncio.TimerHandle | None = None
         self._header_bytes = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:
@@ -95,39 +96,61 @@ class _Limited:
             transport.close()
             return
         # A connection that never sends a byte is idle from the start.
+        self._arm_idle_timer()
+
+    def data_received(self, data: bytes) -> None:
+        before = self.cycle
+        was_waiting = self._awaiting_headers()
+        super().data_received(data)  # type: ignore[misc]
+        if self.transport.is_closing() or self.cycle is not before:
+            # Closed, or a request's headers are complete: the body has BodyDeadline.
+            self._stop_read_timer()
+        elif self._awaiting_headers():
+            if not was_waiting:
+                # The rest of an answered request's body ended here: idle until the next one.
+                self._stop_read_timer()
+                self._arm_idle_timer()
+                return
+            self._header_bytes += len(data)
+            if self._header_bytes > self.limits.max_header_bytes:
+                self._stop_read_timer()
+                self._refuse(_HEADERS_TOO_LARGE)
+            elif self._read_timer is None:
+                self._read_timer = self.loop.call_later(
+                    self.limits.read_timeout, self._refuse, _HEADERS_TOO_SLOW
+                )
+        elif self.cycle.response_complete and self._read_timer is None:
+            # Answered before its body was read (413, 401...): uvicorn reads on and drops the
+            # rest, which must not trickle in for ever either.
+            self._read_timer = self.loop.call_later(self.limits.read_timeout, self._refuse, b"")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_read_timer()
+        super().connection_lost(exc)  # type: ignore[misc]
+
+    def _awaiting_headers(self) -> bool:
+        """No request in progress, and none still sending the body of an answered request."""
+        cycle = self.cycle
+        return cycle is None or (cycle.response_complete and not cycle.more_body)
+
+    def _arm_idle_timer(self) -> None:
+        if self.timeout_keep_alive_task is not None:
+            self.timeout_keep_alive_task.cancel()
         self.timeout_keep_alive_task = self.loop.call_later(
             self.limits.idle_timeout, self._close_idle
         )
 
-    def data_received(self, data: bytes) -> None:
-        before = self.cycle
-        super().data_received(data)  # type: ignore[misc]
-        if self.transport.is_closing() or self.cycle is not before:  # or headers complete
-            self._stop_header_timer()
-        elif self.cycle is None or self.cycle.response_complete:  # headers still coming
-            self._header_bytes += len(data)
-            if self._header_bytes > self.limits.max_header_bytes:
-                self._stop_header_timer()
-                self._refuse(_HEADERS_TOO_LARGE)
-            elif self._header_timer is None:
-                self._header_timer = self.loop.call_later(
-                    self.limits.read_timeout, self._refuse, _HEADERS_TOO_SLOW
-                )
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._stop_header_timer()
-        super().connection_lost(exc)  # type: ignore[misc]
-
-    def _stop_header_timer(self) -> None:
+    def _stop_read_timer(self) -> None:
         self._header_bytes = 0
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
 
     def _refuse(self, answer: bytes) -> None:
-        self._header_timer = None
+        self._read_timer = None
         if not self.transport.is_closing():
-            self.transport.write(answer)
+            if answer:
+                self.transport.write(answer)
             self.transport.close()
 
     def _close_idle(self) -> None:
