@@ -86,7 +86,7 @@ BAD_INPUT_CASES = [
     (["accounts", "pause", "default"], {}, "Missing option '--reason'"),
     (["doctor", "--timeout", "0"], {}, "'--timeout'"),
     (["migrate", "--database-url", "ledger.db"], {}, "--database-url: not a database URL"),
-    (["accounts", "list"], {"SMS_SEND_RATE": "fast"}, "SMS_SEND_RATE: must be a positive"),
+    (["accounts", "list"], {"SMS_SEND_RATE": "fast"}, "SMS_SEND_RATE: must be a number"),
     (["receiver"], {}, "no token: set SMS_RECEIVER_TOKEN"),
     (["nosuch"], {}, "No such command 'nosuch'"),
 ]

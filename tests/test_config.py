@@ -212,18 +212,67 @@ def test_toml_default_account_when_unambiguous(
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
-        ({"SMS_SEND_RATE": "-3"}, "SMS_SEND_RATE: must be a positive number, got '-3'"),
-        ({"SMS_LEASE_SECONDS": "soon"}, "SMS_LEASE_SECONDS: must be a positive number, got 'soon'"),
-        ({"SMS_READ_TIMEOUT": "nan"}, "SMS_READ_TIMEOUT: must be a positive number, got 'nan'"),
-        ({"SMS_MAX_DELIVERIES": "2.5"}, "SMS_MAX_DELIVERIES: must be a positive whole number"),
-        ({"SMS_GATEWAY_URL": "yun.tim.qq.com"}, "SMS_GATEWAY_URL: must be an http(s) URL"),
+        (
+            {"SMS_SEND_RATE": "-3"},
+            "SMS_SEND_RATE: must be a number of messages a second above 0 and at most 1000000, "
+            "got '-3'",
+        ),
+        ({"SMS_SEND_RATE": "1e300"}, "SMS_SEND_RATE: must be a number of messages a second"),
+        (
+            {"SMS_LEASE_SECONDS": "soon"},
+            "SMS_LEASE_SECONDS: must be a number of seconds above 0 and at most 86400, got 'soon'",
+        ),
+        ({"SMS_SWEEP_AFTER_SECONDS": "1e12"}, "SMS_SWEEP_AFTER_SECONDS: must be a number of"),
+        ({"SMS_MARKETING_TTL_SECONDS": "1e300"}, "SMS_MARKETING_TTL_SECONDS: must be a number"),
+        ({"SMS_READ_TIMEOUT": "nan"}, "SMS_READ_TIMEOUT: must be a number of seconds above 0"),
+        ({"SMS_CONNECT_TIMEOUT": "3600"}, "SMS_CONNECT_TIMEOUT: must be a number of seconds"),
+        (
+            {"SMS_MAX_DELIVERIES": "2.5"},
+            "SMS_MAX_DELIVERIES: must be a whole number of deliveries from 1 to 1000",
+        ),
+        ({"SMS_MAX_DELIVERIES": "0"}, "SMS_MAX_DELIVERIES: must be a whole number"),
+        ({"SMS_CLOCK_OFFSET_SECONDS": "1e300"}, "SMS_CLOCK_OFFSET_SECONDS: must be a number"),
+        ({"SMS_CLOCK_OFFSET_SECONDS": "inf"}, "SMS_CLOCK_OFFSET_SECONDS: must be a number"),
+        ({"SMS_METRICS_PORT": "70000"}, "SMS_METRICS_PORT: input should be less than or equal"),
+        ({"SMS_RECEIVER_METRICS": "maybe"}, "SMS_RECEIVER_METRICS: input should be a valid bool"),
+        ({"SMS_LOG_FORMAT": "xml"}, "SMS_LOG_FORMAT: input should be 'text' or 'json'"),
+        ({"SMS_GATEWAY_URL": "yun.tim.qq.com"}, "SMS_GATEWAY_URL: must be a URL such as"),
+        ({"SMS_GATEWAY_URL": "ftp://yun.tim.qq.com"}, "SMS_GATEWAY_URL: must be an http(s) URL"),
+        ({"SMS_GATEWAY_URL": "http://127.0.0.1:80a"}, "SMS_GATEWAY_URL: has a port that is not"),
         ({"SMS_SDKAPPID": "app-1"}, "SMS_SDKAPPID: must be the numeric SDKAppID"),
         ({"SMS_DATABASE_URL": "ledger.db"}, "SMS_DATABASE_URL: not a database URL"),
         (
             {"SMS_DATABASE_URL": "mysql://u:hunter2@db/sms"},
             "SMS_DATABASE_URL: the ledger runs on PostgreSQL or SQLite, not mysql",
         ),
+        (
+            {"SMS_DATABASE_URL": "postgresql://u:hunter2@db:5x/sms"},
+            "SMS_DATABASE_URL: has a port that is not a number",
+        ),
+        (
+            {"SMS_DATABASE_URL": "sqlite+nodriver:///ledger.db"},
+            "SMS_DATABASE_URL: unknown driver 'sqlite+nodriver'",
+        ),
         ({"SMS_BROKER_URL": "localhost"}, "SMS_BROKER_URL: must be a URL"),
+        (
+            {"SMS_BROKER_URL": "foo://u:hunter2@localhost"},
+            "SMS_BROKER_URL: unknown scheme 'foo'; use redis://, rediss:// or amqp://",
+        ),
+        ({"SMS_BROKER_URL": "http://localhost:6379"}, "SMS_BROKER_URL: unknown scheme 'http'"),
+        (
+            {"SMS_BROKER_URL": "redis://:hunter2@localhost:99999/0"},
+            "SMS_BROKER_URL: has a port that is not a number from 1 to 65535",
+        ),
+        (
+            {"SMS_BROKER_URL": "redis://localhost:6379/zero"},
+            "SMS_BROKER_URL: names a database that is not a whole number",
+        ),
+        (
+            {"SMS_REDIS_URL": "http://u:hunter2@localhost:6379/1"},
+            "SMS_REDIS_URL: must be a Redis URL",
+        ),
+        ({"SMS_REDIS_URL": "redis://localhost:port/1"}, "SMS_REDIS_URL: has a port that is not"),
+        ({"SMS_REDIS_URL": "redis://localhost/one"}, "SMS_REDIS_URL: names a database that is"),
         ({"SMS_RESEND_AMBIGUOUS": "sms"}, "SMS_RESEND_AMBIGUOUS: unknown kind sms"),
         ({"SMS_APPKEY_FILE": "/x"}, "SMS_APPKEY_FILE: cannot read '/x': No such file"),
         ({"SMS_CONFIG": "/x.toml"}, "SMS_CONFIG: cannot read '/x.toml': No such file"),
@@ -250,7 +299,7 @@ def test_every_error_names_its_setting(env: dict[str, str], expected: str) -> No
         ("[accounts.shop]\nsdkappid = 1\n", "SMS_CONFIG: accounts.shop: set exactly one of appkey"),
         (
             f'[accounts.shop]\nsdkappid = 1\nappkey = "{KEY}"\nsend_rate = 0\n',
-            "SMS_CONFIG: accounts.shop.send_rate: must be a positive number",
+            "SMS_CONFIG: accounts.shop.send_rate: must be a number of messages a second above 0",
         ),
         (
             f'[accounts.shop]\nsdkappid = 1\napp_key = "{KEY}"\n',
@@ -266,10 +315,16 @@ def test_every_error_names_its_setting(env: dict[str, str], expected: str) -> No
         ),
         ("accounts = {}\n", "names no accounts"),
         ("[accounts.shop\n", "is not valid TOML"),
+        ("[accounts.shop]\nsdkappid = 1\nappkey = '\udcff'\n", "is not UTF-8 text"),
+        (
+            f'[accounts.shop]\nsdkappid = 1\nappkey = "{KEY}"\nsend_rate = 1e300\n',
+            "SMS_CONFIG: accounts.shop.send_rate: must be a number of messages a second",
+        ),
     ],
 )
 def test_toml_errors_name_the_setting(tmp_path: Path, toml: str, expected: str) -> None:
-    path = write_accounts(tmp_path, toml)
+    path = tmp_path / "accounts.toml"
+    path.write_bytes(toml.encode("utf-8", "surrogateescape"))  # \udcff: the byte 0xff
     message = config_error(SMS_CONFIG=str(path))
     assert expected in message
     assert message.startswith("SMS_CONFIG: ")

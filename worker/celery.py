@@ -9,14 +9,16 @@ settings hold, with durable queues, publisher confirms and a separate Redis for 
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import IO, Any
 from urllib.parse import urlsplit
 
+import click
 from celery import Celery, bootsteps
 from kombu import Queue
 
 from worker.celery_hooks import connect_worker_hooks
-from worker.config import Settings, load_settings
+from worker.config import ConfigError, Settings, load_settings
 from worker.routing import BEAT_SCHEDULE, QUEUE_MAINTENANCE, QUEUE_TRANSACTIONAL, QUEUES, TASK_SWEEP
 from worker.runtime import require_shared_throttle
 
@@ -64,21 +66,125 @@ def transport_options(broker_url: str) -> dict[str, Any]:
     return {"max_retries": 3}
 
 
-class RequireSharedThrottle(bootsteps.StartStopStep):  # type: ignore[misc]
-    """Stops a worker at start when its throttle would not be shared (worker.runtime says why).
+class SettingsRefused(ConfigError, click.ClickException):
+    """A bad ``SMS_*`` setting met while Celery's own command runs (``celery -A worker ...``).
 
-    A step, not a signal handler: Celery logs and ignores what a signal handler raises, while a
-    step that raises ends the worker with "Unrecoverable error" and exit code 1.
+    Celery's command line is click: it shows a ClickException with ``show()`` and exits with its
+    ``exit_code``, where anything else ends in a traceback. So the app's settings errors are
+    this, one line naming the setting and exit code 2, like every ``sms-worker`` command. Still
+    a ConfigError for code that catches those.
     """
 
-    def start(self, parent: Any) -> None:
-        require_shared_throttle(load_settings())
+    exit_code = 2
+
+    def __init__(self, message: str) -> None:
+        click.ClickException.__init__(self, " ".join(message.split()))
+        context = click.get_current_context(silent=True)
+        # Taken now: click shows the error after its context is gone.
+        self.program = context.command_path if context is not None else "celery"
+
+    def __str__(self) -> str:
+        return self.message
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"{self.program}: {self.message}", file=file, err=True)
 
 
-def make_app(settings: Settings) -> Celery:
-    celery_app = Celery("worker", broker=settings.broker_url, include=["worker.tasks"])
+def read_settings() -> Settings:
+    """``load_settings()``, with a bad setting raised as SettingsRefused."""
+    try:
+        return load_settings()
+    except SettingsRefused:
+        raise
+    except ConfigError as error:
+        raise SettingsRefused(str(error)) from None
+
+
+def check_worker_settings() -> None:
+    """Raise SettingsRefused unless a worker may start on the settings: they read, and its
+    throttle would be shared (worker.runtime.require_shared_throttle says why that matters)."""
+    try:
+        require_shared_throttle(read_settings())
+    except SettingsRefused:
+        raise
+    except ConfigError as error:
+        raise SettingsRefused(str(error)) from None
+
+
+class RequireSharedThrottle(bootsteps.StartStopStep):  # type: ignore[misc]
+    """Stops a worker made in code (``app.Worker(...)``) when its settings do not allow one.
+
+    Checked when the step is made, inside ``app.Worker(...)``: not a signal handler (Celery logs
+    and ignores what those raise), nor the step's ``start`` (what that raises is logged as an
+    "Unrecoverable error" with its traceback).
+    """
+
+    def __init__(self, parent: Any, **options: Any) -> None:
+        super().__init__(parent, **options)
+        check_worker_settings()
+
+
+def _check_settings_option(_ctx: click.Context, _param: click.Parameter, _value: Any) -> None:
+    check_worker_settings()
+
+
+# `celery -A worker worker` checks the settings while it reads its options, before anything
+# else it does (dropping privileges, printing warnings, its banner): a hidden option whose
+# callback click runs whether or not it is given.
+SETTINGS_CHECK_OPTION = click.Option(
+    ["--check-sms-settings"],
+    is_flag=True,
+    hidden=True,
+    expose_value=False,
+    callback=_check_settings_option,
+)
+
+
+class SettingsConfiguration(Mapping[str, Any]):
+    """The part of the module-level app's configuration that comes from the ``SMS_*`` settings.
+
+    Celery reads its configuration source when the configuration is first needed, not when the
+    app is made: importing ``worker.celery`` (every ``sms-worker`` command does, and
+    ``celery -A worker`` to find the app) reads no setting, and a bad one is reported by
+    whatever needed it. Until the settings have been read once they are read again at each
+    access, so a failed read never leaves the app on Celery's defaults.
+    """
+
+    def __init__(self) -> None:
+        self._values: dict[str, Any] | None = None
+
+    def _loaded(self) -> dict[str, Any]:
+        if self._values is None:
+            self._values = settings_configuration(read_settings())
+        return self._values
+
+    def __getitem__(self, key: str) -> Any:
+        return self._loaded()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._loaded())
+
+    def __len__(self) -> int:
+        return len(self._loaded())
+
+
+def settings_configuration(settings: Settings) -> dict[str, Any]:
+    """The Celery settings that depend on the ``SMS_*`` ones: the broker and its options."""
+    return {
+        "broker_url": settings.broker_url,
+        "broker_transport_options": transport_options(settings.broker_url),
+    }
+
+
+def make_app(settings: Settings | None = None) -> Celery:
+    """The worker's Celery app on ``settings``; None: on the ``SMS_*`` settings, read when the
+    app's configuration is first needed (the module-level ``app``)."""
+    celery_app = Celery("worker", include=["worker.tasks"])
+    if settings is None:
+        celery_app.config_from_object(SettingsConfiguration())
+    else:
+        celery_app.conf.update(settings_configuration(settings))
     celery_app.conf.update(
-        broker_transport_options=transport_options(settings.broker_url),
         broker_connection_retry_on_startup=True,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -108,9 +214,11 @@ def make_app(settings: Settings) -> Celery:
         enable_utc=True,
     )
     celery_app.steps["worker"].add(RequireSharedThrottle)
+    celery_app.user_options["worker"].add(SETTINGS_CHECK_OPTION)
     return celery_app
 
 
 # Redacted (optionally JSON) logs and the metrics endpoint of every worker: worker.celery_hooks.
 connect_worker_hooks()
-app = make_app(load_settings())
+# Found by `celery -A worker`; its settings are read when first needed (SettingsConfiguration).
+app = make_app()

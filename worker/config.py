@@ -11,7 +11,6 @@ commands that never talk to the gateway (``sms-worker migrate``) run without the
 
 from __future__ import annotations
 
-import math
 import tomllib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,10 +30,9 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
-from sqlalchemy.exc import ArgumentError
 
 from worker import clock
-from worker.ledger.db import database_url
+from worker import config_values as values
 from worker.ledger.status import KINDS, MARKETING, NOTIFICATION, VERIFICATION
 
 DEFAULT_ACCOUNT = "default"
@@ -53,63 +51,6 @@ class Account:
     appkey: SecretStr
     gateway_url: str
     send_rate: float  # messages per second, shared by every worker
-
-
-def _positive_number(value: Any) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError("must be a positive number") from None
-    if not (number > 0 and math.isfinite(number)):
-        raise ValueError("must be a positive number")
-    return number
-
-
-def _positive_whole_number(value: Any) -> int:
-    number = _positive_number(value)
-    if number != int(number):
-        raise ValueError("must be a positive whole number")
-    return int(number)
-
-
-def _finite_number(value: Any) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError("must be a number of seconds") from None
-    if not math.isfinite(number):
-        raise ValueError("must be a number of seconds")
-    return number
-
-
-def _http_url(value: Any) -> str:
-    text = str(value).strip()
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError("must be an http(s) URL such as https://yun.tim.qq.com")
-    return text.rstrip("/")
-
-
-def _database_url(value: Any) -> str:
-    try:
-        database_url(str(value))
-    except ArgumentError as error:
-        raise ValueError(str(error)) from None
-    return str(value)
-
-
-def _url(value: Any) -> str:
-    if not urlsplit(str(value)).scheme:
-        raise ValueError("must be a URL such as redis://localhost:6379/0")
-    return str(value)
-
-
-def _redis_url(value: Any) -> str | None:
-    if value is None:
-        return None
-    if urlsplit(str(value)).scheme not in ("redis", "rediss", "unix"):
-        raise ValueError("must be a Redis URL such as redis://localhost:6379/1")
-    return str(value)
 
 
 def _sdkappid(value: Any) -> str:
@@ -133,9 +74,22 @@ def _kinds(value: Any) -> frozenset[str]:
     return frozenset(kinds)
 
 
-PositiveNumber = Annotated[float, BeforeValidator(_positive_number)]
-PositiveWholeNumber = Annotated[int, BeforeValidator(_positive_whole_number)]
-HttpUrl = Annotated[str, BeforeValidator(_http_url)]
+# Ceilings the worker can compute with, above anything a deployment needs (the benchmarks run
+# at a million messages a second so that the rate is never what limits them).
+_DAY = values.SECONDS_IN_A_DAY
+SendRate = Annotated[float, BeforeValidator(values.positive_number(1e6, "messages a second"))]
+# A lease, or the silence after which the sweeper publishes a message again: at most a day.
+Duration = Annotated[float, BeforeValidator(values.positive_number(_DAY, "seconds"))]
+# How long a message is worth sending: at most a year.
+TimeToLive = Annotated[float, BeforeValidator(values.positive_number(366 * _DAY, "seconds"))]
+# A request's connect or read timeout: inside the task's time limit (worker.celery).
+Timeout = Annotated[float, BeforeValidator(values.positive_number(60, "seconds"))]
+Deliveries = Annotated[int, BeforeValidator(values.whole_number(1, 1000, "deliveries"))]
+ClockOffset = Annotated[float, BeforeValidator(values.signed_number(3660 * _DAY, "seconds"))]
+HttpUrl = Annotated[str, BeforeValidator(values.http_url)]
+LedgerUrl = Annotated[str, BeforeValidator(values.ledger_url)]
+BrokerUrl = Annotated[str, BeforeValidator(values.broker_url)]
+RedisUrl = Annotated[str | None, BeforeValidator(values.redis_url)]
 SdkAppId = Annotated[str, BeforeValidator(_sdkappid)]
 Kinds = Annotated[frozenset[str], NoDecode, BeforeValidator(_kinds)]
 
@@ -171,7 +125,7 @@ class _AccountTable(BaseModel):
     appkey: SecretStr | None = None
     appkey_file: Path | None = None
     gateway_url: HttpUrl | None = None
-    send_rate: PositiveNumber | None = None
+    send_rate: SendRate | None = None
 
 
 class _AccountsFile(BaseModel):
@@ -193,31 +147,35 @@ class Settings(BaseSettings):
         frozen=True,
     )
 
-    database_url: Annotated[str, BeforeValidator(_database_url)] = "sqlite:///sms-ledger.db"
-    broker_url: Annotated[str, BeforeValidator(_url)] = "redis://localhost:6379/0"
+    database_url: LedgerUrl = "sqlite:///sms-ledger.db"
+    broker_url: BrokerUrl = "redis://localhost:6379/0"
     # SMS_REDIS_URL: the Redis holding the throttle every worker shares (an account's rate, the
     # per-number rules). Unset: the broker's, when the broker is Redis. Required with RabbitMQ.
-    redis_url: Annotated[str | None, BeforeValidator(_redis_url)] = None
+    redis_url: RedisUrl = None
     gateway_url: HttpUrl = "https://yun.tim.qq.com"
     sdkappid: SdkAppId | None = None
     appkey: SecretStr | None = None
     appkey_file: Path | None = None
     config: Path | None = None  # SMS_CONFIG: a TOML file naming several accounts
-    send_rate: PositiveNumber = 50.0
-    lease_seconds: PositiveNumber = 60.0
-    sweep_after_seconds: PositiveNumber = 60.0
-    max_deliveries: PositiveWholeNumber = 5
-    verification_ttl_seconds: PositiveNumber = 300.0
-    notification_ttl_seconds: PositiveNumber = 6 * 3600.0
-    marketing_ttl_seconds: PositiveNumber = 3 * 86400.0
+    send_rate: SendRate = 50.0
+    lease_seconds: Duration = 60.0
+    sweep_after_seconds: Duration = 60.0
+    max_deliveries: Deliveries = 5
+    verification_ttl_seconds: TimeToLive = 300.0
+    notification_ttl_seconds: TimeToLive = 6 * 3600.0
+    marketing_ttl_seconds: TimeToLive = 3 * 86400.0
     # Kinds whose ambiguous attempts are sent again (a late duplicate code beats none); the others
     # end `unknown`, to be settled by delivery reports. E.g. SMS_RESEND_AMBIGUOUS=verification or
     # SMS_RESEND_AMBIGUOUS=none.
     resend_ambiguous: Kinds = frozenset({VERIFICATION, NOTIFICATION})
-    connect_timeout: PositiveNumber = 3.05
-    read_timeout: PositiveNumber = 10.0
+    connect_timeout: Timeout = 3.05
+    read_timeout: Timeout = 10.0
     # SMS_RECEIVER_TOKEN: the secret path segment of the callback receiver's URLs.
     receiver_token: SecretStr | None = None
+    # SMS_DATABASE_URL_FILE, SMS_RECEIVER_TOKEN_FILE: the same values read from a file (a
+    # container secret), so the database password and the token are in no environment.
+    database_url_file: Path | None = None
+    receiver_token_file: Path | None = None
     # SMS_RECEIVER_METRICS: whether the receiver answers GET /metrics (no token needed).
     receiver_metrics: bool = True
     # SMS_METRICS_PORT: a Celery worker serves Prometheus metrics on this port (unset: none);
@@ -228,11 +186,28 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     # Simulated time, for demos and tests against the simulator: the worker acts as if its clock
     # read this many seconds later (quiet hours, deadlines, the signed `time`). 0 in production.
-    clock_offset_seconds: Annotated[float, BeforeValidator(_finite_number)] = 0.0
+    clock_offset_seconds: ClockOffset = 0.0
 
     _appkey: SecretStr | None = PrivateAttr(default=None)
     _accounts: dict[str, Account] = PrivateAttr(default_factory=dict)
     _default_account: str | None = PrivateAttr(default=None)
+    _appkey_settings: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_value_files(cls, data: Any) -> Any:
+        """SMS_NAME_FILE stands for SMS_NAME with the file's content (whitespace around it cut)."""
+        if not isinstance(data, dict):
+            return data
+        for name in ("database_url", "receiver_token"):
+            path = data.get(f"{name}_file")
+            if path is None:
+                continue
+            setting = f"SMS_{name.upper()}"
+            if data.get(name) is not None:
+                raise ConfigError(f"{setting}_FILE: {setting} is set too; keep one of them")
+            data = {**data, name: _read_key(Path(path), f"{setting}_FILE").get_secret_value()}
+        return data
 
     @model_validator(mode="after")
     def _resolve_accounts(self) -> Self:
@@ -248,7 +223,8 @@ class Settings(BaseSettings):
                         f"SMS_{name.upper()}: not used when SMS_CONFIG names the accounts; "
                         "put it in that file"
                     )
-            self._accounts, self._default_account = _load_accounts(self.config, self)
+            loaded = _load_accounts(self.config, self)
+            self._accounts, self._default_account, self._appkey_settings = loaded
         return self
 
     @property
@@ -290,6 +266,14 @@ class Settings(BaseSettings):
             )
         return Account(name, self.sdkappid, self._appkey, self.gateway_url, self.send_rate)
 
+    def appkey_setting(self, name: str) -> str:
+        """Where account ``name``'s appkey was read from, for a message telling what to check."""
+        if self.config is not None:
+            return self._appkey_settings.get(name, f"accounts.{name}.appkey") + (
+                " in the SMS_CONFIG file"
+            )
+        return "SMS_APPKEY_FILE" if self.appkey_file is not None else "SMS_APPKEY"
+
     def now(self) -> datetime:
         """The worker's now: aware UTC, shifted by ``SMS_CLOCK_OFFSET_SECONDS`` (worker.clock)."""
         return clock.now()
@@ -326,6 +310,10 @@ def load_settings(env_file: str | Path | None = ".env") -> Settings:
         raise ConfigError("; ".join(_describe(e) for e in error.errors())) from None
     except SettingsError as error:
         raise ConfigError(str(error)) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{env_file}: not UTF-8 text; save it as UTF-8") from None
+    except OSError as error:
+        raise ConfigError(f"{env_file}: cannot read it: {error.strerror}") from None
     # Ledger defaults cannot see settings: the process's one clock takes their offset (which a
     # .env file may have given).
     clock.set_offset(settings.clock_offset_seconds)
@@ -361,8 +349,11 @@ def _read_key(path: Path, setting: str) -> SecretStr:
     return SecretStr(key)
 
 
-def _load_accounts(path: Path, defaults: Settings) -> tuple[dict[str, Account], str | None]:
-    """The accounts of the TOML file at ``path`` and the name of the default one, if any."""
+def _load_accounts(
+    path: Path, defaults: Settings
+) -> tuple[dict[str, Account], str | None, dict[str, str]]:
+    """The accounts of the TOML file at ``path``, the name of the default one (if any), and
+    which key of each account's table holds its appkey."""
     try:
         with path.open("rb") as file:
             document = tomllib.load(file)
@@ -370,6 +361,8 @@ def _load_accounts(path: Path, defaults: Settings) -> tuple[dict[str, Account], 
         raise ConfigError(f"SMS_CONFIG: cannot read '{path}': {error.strerror}") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"SMS_CONFIG: '{path}' is not valid TOML: {error}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"SMS_CONFIG: '{path}' is not UTF-8 text; save it as UTF-8") from None
     try:
         parsed = _AccountsFile.model_validate(document)
     except ValidationError as error:
@@ -380,14 +373,16 @@ def _load_accounts(path: Path, defaults: Settings) -> tuple[dict[str, Account], 
     if not parsed.accounts:
         raise ConfigError(f"SMS_CONFIG: '{path}' names no accounts; add [accounts.NAME] tables")
 
-    accounts = {}
+    accounts, appkey_settings = {}, {}
     for name, table in parsed.accounts.items():
         where = f"SMS_CONFIG: accounts.{name}"
         if (table.appkey is None) == (table.appkey_file is None):
             raise ConfigError(f"{where}: set exactly one of appkey and appkey_file")
         appkey = table.appkey
+        appkey_settings[name] = f"accounts.{name}.appkey"
         if table.appkey_file is not None:
             appkey = _read_key(path.parent / table.appkey_file, f"{where}.appkey_file")
+            appkey_settings[name] = f"accounts.{name}.appkey_file"
         assert appkey is not None
         accounts[name] = Account(
             name=name,
@@ -404,4 +399,4 @@ def _load_accounts(path: Path, defaults: Settings) -> tuple[dict[str, Account], 
         )
     if default is None and (DEFAULT_ACCOUNT in accounts or len(accounts) == 1):
         default = DEFAULT_ACCOUNT if DEFAULT_ACCOUNT in accounts else next(iter(accounts))
-    return accounts, default
+    return accounts, default, appkey_settings

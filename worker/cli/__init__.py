@@ -7,7 +7,7 @@ import click
 from worker import __version__
 from worker.cli.accounts import accounts
 from worker.cli.batch import batch
-from worker.cli.common import DEBUG_KEY, PROGRAM
+from worker.cli.common import DEBUG_KEY, PROGRAM, check_settings
 from worker.cli.demo import demo
 from worker.cli.doctor import doctor
 from worker.cli.group import SectionedGroup
@@ -63,5 +63,11 @@ def main() -> None:
     """
 
 
+# Settings each command does not read first: doctor shows a bad one as a row of its report; the
+# demo reads the environment without a .env file (one it did not write must not change it).
+READS_SETTINGS_ITSELF = frozenset({"doctor", "demo"})
+
 for _command in (send, batch, optout, ledger, accounts, doctor, migrate, receiver, simulator, demo):
+    # Every command answers a bad SMS_* setting with one line naming it, and exit code 2.
+    check_settings(_command, first=_command.name not in READS_SETTINGS_ITSELF)
     main.add_command(_command)

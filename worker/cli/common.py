@@ -8,6 +8,7 @@ the traceback above that line.
 
 from __future__ import annotations
 
+import functools
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,6 +31,7 @@ MIGRATE_HINT = f"run `{PROGRAM} migrate`"
 
 # Where the group's --debug flag is kept; ctx.meta is shared by every context of one run.
 DEBUG_KEY = "sms_worker.debug"
+SETTINGS_KEY = "sms_worker.settings"  # the settings, once read
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -104,11 +106,47 @@ def first_line(error: BaseException) -> str:
 
 
 def current_settings() -> Settings:
-    """The SMS_* configuration; a bad setting ends the command with exit code 2, naming it."""
+    """The SMS_* configuration, read once per run; a bad setting ends the command with exit
+    code 2, naming it."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and SETTINGS_KEY in ctx.meta:
+        settings: Settings = ctx.meta[SETTINGS_KEY]
+        return settings
     try:
-        return load_settings()
+        settings = load_settings()
     except ConfigError as error:
         fail(str(error), BAD_INPUT, cause=error)
+    if ctx is not None:
+        ctx.meta[SETTINGS_KEY] = settings
+    return settings
+
+
+def check_settings(command: click.Command, *, first: bool = True) -> None:
+    """Make ``command``, and each command under it, answer a bad ``SMS_*`` setting with one line
+    naming it and exit code 2: read the settings before it runs (``first``: not for a command
+    that reports them itself), and end it that way when a setting fails while it runs.
+
+    Only the commands that run are wrapped, not the groups above them: a group's code runs
+    before click reads its subcommand's options, so ``--help`` works whatever the settings.
+    """
+    if isinstance(command, click.Group):
+        for subcommand in command.commands.values():
+            check_settings(subcommand, first=first)
+        return
+    callback = command.callback
+    if callback is None:
+        return
+
+    @functools.wraps(callback)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        if first:
+            current_settings()
+        try:
+            return callback(*args, **kwargs)
+        except ConfigError as error:
+            fail(str(error), BAD_INPUT, cause=error)
+
+    command.callback = checked
 
 
 def database_option(command: F) -> F:

@@ -7,7 +7,8 @@ from rich.table import Table
 from rich.text import Text
 
 from worker.cli.common import BAD_INPUT, FAILURE, OK
-from worker.cli.doctor_checks import FAIL, SKIP, CheckResult, run_checks
+from worker.cli.doctor_checks import run_checks
+from worker.cli.doctor_results import FAIL, SKIP, CheckResult
 from worker.cli.output import JSON, TABLE, echo_json, format_option, show
 
 _STYLES = {FAIL: "bold red", SKIP: "yellow"}
@@ -24,11 +25,13 @@ _STYLES = {FAIL: "bold red", SKIP: "yellow"}
 )
 @format_option(TABLE, JSON)
 def doctor(timeout: float, output_format: str) -> None:
-    """Check the configuration, the ledger database, the broker and the gateway.
+    """Check the configuration, the ledger, the broker, the throttle, the workers, the gateway.
 
     Each check prints OK or FAIL, and for a failure what is wrong and how to fix it:
     configuration (the SMS_* settings, each account's credentials), database (reachable),
-    migrations (at this version's newest revision), broker (answers), gateway (reachable over
+    migrations (at this version's newest revision), broker (answers), throttle (the Redis the
+    workers share: SMS_REDIS_URL, or a Redis broker; answers), workers (a running worker
+    consumes each queue; they get up to --timeout to answer), gateway (reachable over
     TCP/TLS). A gateway that is the bundled simulator (it answers /_sim/config) also gets a
     signed test call, pullsendstatus, which sends no SMS; a real gateway only gets a
     connection. Nothing is changed. Exit status: 0 all passed, 2 the configuration is wrong,

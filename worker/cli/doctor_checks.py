@@ -1,8 +1,9 @@
 """The checks of ``sms-worker doctor``: each says OK or FAIL, and for a failure how to fix it.
 
 Every check is bounded by a short timeout and changes nothing: the database is only read (a
-SQLite file that does not exist is not created), the broker gets a PING, and the gateway a TCP
-(and TLS) connection. Only a gateway that is the bundled simulator also gets a signed call, and
+SQLite file that does not exist is not created), the broker gets a PING, the throttle's Redis and
+the workers are asked too (worker.cli.doctor_workers), and the gateway gets a TCP (and TLS)
+connection. Only a gateway that is the bundled simulator also gets a signed call, and
 that call is ``pullsendstatus``, which reads figures and sends no SMS.
 """
 
@@ -11,10 +12,8 @@ from __future__ import annotations
 import socket
 import ssl
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import redis
@@ -29,13 +28,14 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from worker.cli.common import MIGRATE_HINT, first_line
+from worker.cli.doctor_results import CheckResult, failed, passed, skipped
+from worker.cli.doctor_workers import check_throttle, check_workers
 from worker.config import Account, ConfigError, Settings, load_settings
 from worker.ledger import migrate as migrations
 from worker.ledger.db import database_url
 from worker.receiver import check_token
 from worker.tencent import DEFAULT_GATEWAY_URL, GatewayError, SmsClient
 
-OK, FAIL, SKIP = "OK", "FAIL", "SKIP"
 # The one gateway host known to be real: it is never asked whether it is a simulator.
 REAL_GATEWAY_HOST = urlsplit(DEFAULT_GATEWAY_URL).hostname
 SIMULATOR_PROBE = "/_sim/config"
@@ -49,34 +49,6 @@ _GATEWAY_FIXES = {
     1021: "the clocks differ by more than 10 minutes: check SMS_CLOCK_OFFSET_SECONDS and the "
     "simulator's clock (/_sim/clock)",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class CheckResult:
-    name: str
-    status: str  # OK, FAIL or SKIP (not run: what it needs failed)
-    detail: str
-    fix: str = ""
-    bad_input: bool = False  # a configuration error: doctor exits 2 rather than 1
-
-    @property
-    def failed(self) -> bool:
-        return self.status == FAIL
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"check": self.name, "status": self.status, "detail": self.detail, "fix": self.fix}
-
-
-def passed(name: str, detail: str) -> CheckResult:
-    return CheckResult(name, OK, detail)
-
-
-def failed(name: str, detail: str, fix: str, *, bad_input: bool = False) -> CheckResult:
-    return CheckResult(name, FAIL, detail, fix, bad_input)
-
-
-def skipped(name: str, detail: str) -> CheckResult:
-    return CheckResult(name, SKIP, detail)
 
 
 # --- configuration -------------------------------------------------------------------------------
@@ -253,7 +225,7 @@ def _signed_test_call(
             f"simulator at {account.gateway_url} refused a signed test call (pullsendstatus, "
             f"sdkappid {account.sdkappid}): {error}",
             fix.format(
-                appkey=_setting(settings, account, "appkey"),
+                appkey=settings.appkey_setting(account.name),
                 sdkappid=_setting(settings, account, "sdkappid"),
             ),
         )
@@ -276,11 +248,20 @@ def run_checks(timeout: float) -> list[CheckResult]:
     configuration, settings, accounts = check_configuration()
     results = [configuration]
     if settings is None:
-        for name in ("database", "migrations", "broker", "gateway"):
+        for name in ("database", "migrations", "broker", "throttle", "workers", "gateway"):
             results.append(skipped(name, "needs a valid configuration"))
         return results
     results.extend(check_database(settings, timeout))
-    results.append(check_broker(settings, timeout))
+    broker = check_broker(settings, timeout)
+    results.append(broker)
+    if broker.failed and settings.redis_url is None and settings.throttle_redis_url is not None:
+        results.append(skipped("throttle", "in the broker's Redis: needs the broker"))
+    else:
+        results.append(check_throttle(settings, timeout))
+    if broker.failed:
+        results.append(skipped("workers", "needs the broker"))
+    else:
+        results.append(check_workers(settings, timeout))
     # Accounts that share a gateway and an sdkappid need one check between them.
     seen: set[tuple[str, str]] = set()
     for account in accounts:
