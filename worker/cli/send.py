@@ -35,6 +35,7 @@ _OPTION_OF_FIELD = {
     "params": "--param",
     "text": "--text",
     "content": "--text",
+    "sign": "--sign",
     "kind": "--kind",
     "account": "--account",
     "idempotency_key": "--key",

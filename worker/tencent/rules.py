@@ -16,9 +16,10 @@ from worker.tencent.types import MAX_CONTENT_LENGTH, MAX_GROUP_SIZE, MAX_PARAM_L
 PLACEHOLDER = re.compile(r"\{(\d+)\}")
 # Template variables one send may carry. Tencent publishes no count, but it approves no template
 # made only of variables (the fixed text must say what the message is about), and the whole
-# message is at most 450 characters: 32 variables is more than any approvable template holds,
-# and refuses a runaway list before a single one is looked at.
-MAX_TEMPLATE_PARAMS = 32
+# message is at most 450 characters: 40 variables is more than any approvable template holds,
+# and refuses a runaway list before a single one is looked at. Their total length is bounded
+# apart (40 full ones would be 480 characters).
+MAX_TEMPLATE_PARAMS = 40
 # The signature as the handset shows it, 【腾讯云】, and free text carrying it at its start or end
 # (the gateway's rule for a domestic free-text send; abroad the sign is optional).
 SIGN_BRACKETS = ("【", "】")
