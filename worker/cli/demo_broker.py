@@ -15,12 +15,13 @@ import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import redis
 from kombu.utils.url import maybe_sanitize_url
+
+from worker import clock
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 OWNER_KEY = "sms-demo:owner"
@@ -133,4 +134,4 @@ def _client(url: str) -> redis.Redis:
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    return clock.now().isoformat(timespec="seconds")
