@@ -240,6 +240,13 @@ async def _body(request: Request) -> Mapping[str, Any]:
         raise BadControlRequest("the body must be JSON (UTF-8)") from None
     if not isinstance(body, dict):
         raise BadControlRequest("the body must be a JSON object")
+    try:
+        # A lone surrogate (\ud800) parses, but no answer or log could ever write it back.
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadControlRequest(
+            "the body holds a lone surrogate escape (\\ud800-\\udfff)"
+        ) from None
     return body
 
 

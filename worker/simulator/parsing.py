@@ -6,6 +6,7 @@ Only shape and types are checked here; whether the content may be sent is ``chec
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -73,6 +74,10 @@ class StatsRequest:
 GatewayRequest = SendRequest | PullRequest | StatsRequest
 
 
+# Only a \u escape can carry a surrogate into a body that is valid UTF-8: check those alone.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
 def decode_body(body: bytes) -> dict[str, Any]:
     """The JSON object in ``body``, read as UTF-8 whatever the Content-Type said."""
     try:
@@ -81,6 +86,12 @@ def decode_body(body: bytes) -> dict[str, Any]:
         raise Refusal(1004, "body is not UTF-8 JSON") from None
     if not isinstance(value, dict):
         raise Refusal(1004, "body is not a JSON object")
+    if _SURROGATE_ESCAPE.search(body):
+        try:
+            # A lone surrogate escape parses, but no answer echoing it could be written.
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise Refusal(1004, "body holds a lone surrogate escape") from None
     return value
 
 
