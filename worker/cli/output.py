@@ -196,11 +196,19 @@ class CsvWriter:
         self._columns = list(columns)
         self._cell = csv_cell if raw else spreadsheet_cell
         self._writer = csv.writer(file, lineterminator="\n")
+        # Lines end in \n, so csv quotes a cell holding \n but not one holding a lone \r,
+        # which every reader takes for the end of the row (and a spreadsheet then reads what
+        # follows as a new row's first cell): a row with a \r has every cell quoted.
+        self._quoted = csv.writer(file, lineterminator="\n", quoting=csv.QUOTE_ALL)
         self._writer.writerow(self._columns)
 
     def write(self, record: Mapping[str, Any]) -> None:
         cell = self._cell
-        self._writer.writerow([cell(record.get(name)) for name in self._columns])
+        cells = [cell(record.get(name)) for name in self._columns]
+        if any(type(value) is str and "\r" in value for value in cells):
+            self._quoted.writerow(cells)
+        else:
+            self._writer.writerow(cells)
 
 
 def echo_json(data: Any) -> None:
