@@ -165,7 +165,7 @@ def test_the_ledger_summary_neutralises_signs_and_accounts(ledger: CliLedger) ->
 
 def test_opt_outs_and_accounts_neutralise_numbers_and_reasons(ledger: CliLedger) -> None:
     # E.164 numbers begin with +: opened as they are, a spreadsheet reads them as a formula
-    # and shows 8.61E+12; with the ' they stay whole, as text.
+    # and shows 8.6137E+12; with the ' they stay whole, as text.
     reason = '=HYPERLINK("http://evil.example","call")'
     succeeded(ledger.run("optout", "add", "+8613700000009", "--reason", reason))
     (opted,) = csv_rows(succeeded(ledger.run("optout", "list", "--format", "csv")))

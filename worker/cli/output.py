@@ -62,7 +62,7 @@ RAW_HELP = (
     "CSV cells exactly as stored, for scripts. Without it, a text cell that a spreadsheet would "
     "run as a formula (starting with =, +, -, @, a tab or a carriage return, also after spaces) "
     "is written with a ' before it. E.164 numbers (+8613...) are such cells: opened as they "
-    "are, a spreadsheet takes them for a formula and shows 8.61E+12; with the ' it keeps the "
+    "are, a spreadsheet takes them for a formula and shows 8.6137E+12; with the ' it keeps the "
     "whole number as text. JSON is always exact."
 )
 raw_option = click.option("--raw", is_flag=True, help=RAW_HELP)
