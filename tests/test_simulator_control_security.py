@@ -20,8 +20,9 @@ import requests
 
 from tests.fixtures.pipeline import child_environment
 from tests.fixtures.simulator import SignedCaller
+from worker import clock
 from worker.processes import ManagedProcess
-from worker.simulator.config import ConfigError
+from worker.simulator.config import ConfigError, on_worker_clock
 from worker.simulator.control_auth import is_loopback
 from worker.simulator.server import SimulatorServer
 
@@ -183,6 +184,18 @@ def test_the_simulator_clock_follows_sms_clock_offset_seconds(
         http.post(f"{url}/_sim/reset", timeout=TIMEOUT)
         assert http.get(f"{url}/_sim/clock", timeout=TIMEOUT).json()["offset"] == 7200
     assert on_the_shifted_clock.send_template("13700000004")["result"] == 0
+
+
+def test_a_simulator_beside_workers_runs_on_their_clock() -> None:
+    """What the demo does: the simulator in the workers' process, on worker.clock."""
+    before = clock.offset_seconds()
+    clock.set_offset(7200)
+    try:
+        with SimulatorServer(on_worker_clock()) as server:
+            assert SignedCaller(server.url, clock_offset=7200).send_template()["result"] == 0
+            assert SignedCaller(server.url).send_template("13700000002")["result"] == 1021
+    finally:
+        clock.set_offset(before)
 
 
 def test_an_offset_beyond_the_dates_the_simulator_can_show_is_refused() -> None:

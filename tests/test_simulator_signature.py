@@ -106,8 +106,9 @@ def test_the_simulator_shares_no_code_with_the_client_it_checks() -> None:
 
     allowed = {"worker.tencent.types", "worker.tencent.codes"}
     # The ASGI server plumbing (server, its limits, token strength) is shared with the
-    # receiver; it computes no signature or fee, and must itself stay free of the client's code.
-    plumbing = {"worker.asgi", "worker.server_limits", "worker.tokens"}
+    # receiver, and the clock with the worker (the same simulated time); they compute no
+    # signature or fee, and must themselves stay free of the client's code.
+    plumbing = {"worker.asgi", "worker.server_limits", "worker.tokens", "worker.clock"}
     package = resources.files("worker.simulator")
     imported: set[str] = set()
     for module in package.iterdir():

@@ -39,6 +39,7 @@ from worker.ledger.migrate import upgrade
 from worker.ledger.status import CLAIMABLE, DELIVERED, FAILED, NOTIFICATION, SENT, VERIFICATION
 from worker.processes import ManagedProcess, ProcessFailed, celery_beat, celery_worker
 from worker.producer import Producer
+from worker.simulator.config import on_worker_clock
 from worker.simulator.defaults import DEFAULT_SDKAPPID, DOCUMENTED_EXAMPLE_APPKEY
 from worker.simulator.server import SimulatorServer
 from worker.tasks import make_publisher
@@ -123,7 +124,8 @@ def _run(console: Console, guard: StopSignals, *, keep: bool, timeout: float, ou
             stack.callback(broker.release)
         _line(console, "Broker", broker.description)
         with guard.deferred():
-            server = stack.enter_context(SimulatorServer())
+            # On the workers' clock: SMS_CLOCK_OFFSET_SECONDS moves both, or signatures fail.
+            server = stack.enter_context(SimulatorServer(on_worker_clock()))
         if outage:
             server.control.set_faults({"http_503": 1.0})
         env = _use_demo_settings(

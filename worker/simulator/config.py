@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from worker.clock import offset_seconds as worker_clock_offset
 from worker.simulator.defaults import DEFAULTS
 from worker.simulator.faults import FaultSettings, Step, StepError, parse_steps
 
@@ -211,6 +212,16 @@ def load_config(
     if clock_offset_seconds is not None:
         config = with_clock_offset(config, clock_offset_seconds)
     return config
+
+
+def on_worker_clock(config: SimulatorConfig | None = None) -> SimulatorConfig:
+    """``config`` (the defaults when None) on the clock of this process's worker: real time
+    plus SMS_CLOCK_OFFSET_SECONDS, for a simulator run beside workers (the demo)."""
+    try:
+        offset = worker_clock_offset()
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    return with_clock_offset(config or default_config(), offset)
 
 
 def with_clock_offset(config: SimulatorConfig, seconds: float) -> SimulatorConfig:
