@@ -27,6 +27,7 @@ from worker.ledger import messages
 from worker.ledger.models import SmsAttempt, SmsMessage
 from worker.ledger.status import FAILED, MARKETING, NOTIFICATION
 from worker.producer import Producer
+from worker.simulator.server import SimulatorServer
 from worker.tencent.codes import Outcome
 
 # Text that rich would read as markup or emoji codes, were it not printed literally.
@@ -214,3 +215,29 @@ def test_send_shows_what_the_gateway_and_the_ledger_said_as_it_is(
     assert result.stderr.splitlines()[-1] == (
         f"sms-worker send: failed: [red]refused[/red] :thumbs_up: {CONTROL_SHOWN}"
     )
+
+
+def test_reconcile_shows_the_gateways_words_as_they_are(
+    ledger: CliLedger, simulator: SimulatorServer
+) -> None:
+    # An attempt whose answer never came, with an errmsg that would drive the terminal.
+    with ledger.session() as session:
+        message, _ = messages.insert_message(session, account="default", kind=MARKETING,
+                                             nationcode="86", mobile="13700000001",
+                                             tpl_id=TPL_MARKETING, params=["x"])  # fmt: skip
+        session.flush()
+        session.add(SmsAttempt(message_id=message.id, attempt_no=1, request_id=uuid.uuid4(),
+                               api="sendsms", random=1, signed_time=1, started_at=clock.now(),
+                               outcome=Outcome.AMBIGUOUS, errmsg=f"[/bold] {CONTROL}",
+                               worker="test"))  # fmt: skip
+        session.commit()
+    now = clock.now()
+    period = ["--from", (now - timedelta(hours=1)).isoformat(),
+              "--to", (now + timedelta(hours=1)).isoformat()]  # fmt: skip
+
+    result = ledger.run("ledger", "reconcile", *period, SMS_GATEWAY_URL=simulator.url)
+
+    assert result.returncode == 1, (result.stdout, result.stderr)  # the attempt is unsettled
+    assert "Ambiguous attempts (may have been sent and billed): 1" in result.stdout
+    assert f"ambiguous, [/bold] {CONTROL_SHOWN}" in result.stdout
+    assert "\x1b" not in result.stdout and "\u202e" not in result.stdout
