@@ -176,16 +176,17 @@ _BLANKS = " \t\r\n\0"
 def spreadsheet_cell(value: Any) -> Any:
     """``csv_cell``, with ``'`` before a text cell a spreadsheet would run as a formula.
 
-    Only text is changed: a number the ledger counted (a fee, a count) cannot carry a formula,
-    and stays a number finance can add up.
+    Only text is changed: a number the ledger counted (a fee, a count, a Decimal cost, even
+    below zero) cannot carry a formula, and stays a number finance can add up.
     """
-    cell = csv_cell(value)
-    if type(cell) is not str or not cell:
-        return cell
-    first = cell[0]
-    if first in _FORMULA_FIRST or (first in _BLANKS and cell.lstrip(_BLANKS)[:1] in _FORMULA_SIGNS):
-        return "'" + cell
-    return cell
+    if not isinstance(value, str) or not value:
+        return csv_cell(value)  # a number, a time, an id, a list as JSON ([...]): no formula
+    first = value[0]
+    if first in _FORMULA_FIRST or (
+        first in _BLANKS and value.lstrip(_BLANKS)[:1] in _FORMULA_SIGNS
+    ):
+        return "'" + value
+    return value
 
 
 class CsvWriter:
