@@ -158,8 +158,9 @@ class Batches:
             return batch_rows.rejections(session, batch_id, limit=limit)
 
     def pause(self, batch_id: uuid.UUID) -> bool:
-        """Stop dispatching; chunks already handed out finish, the rest waits. False if the
-        batch was not scheduled or sending."""
+        """Pause the batch: once this has returned, no further message of it is requested from
+        the gateway (requests already in the air finish); the rest waits, queued, for
+        ``resume``. False if the batch was not scheduled or sending."""
         with self.sessions() as session:
             paused = ledger.pause_batch(session, batch_id, self.settings.now())
             session.commit()
@@ -174,7 +175,9 @@ class Batches:
 
     def cancel(self, batch_id: uuid.UUID) -> int | None:
         """Cancel the batch: its queued messages end ``cancelled`` at once (how many is
-        returned), chunks in flight finish. None if it was done, cancelled or importing."""
+        returned); once this has returned, no further message of it is requested from the
+        gateway (requests already in the air finish, the rest ends ``cancelled``). None if it
+        was done, cancelled or importing."""
         with self.sessions() as session:
             cancelled = ledger.cancel_batch(
                 session, batch_id, self.settings.now(), "batch cancelled before it went out"

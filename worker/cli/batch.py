@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from rich.console import Group
@@ -38,6 +38,7 @@ from worker.cli.output import (
     raw_option,
     show,
 )
+from worker.ledger import batch_models as batch_states
 from worker.ledger.batch_models import DISPATCHABLE, FINISHED, SmsBatch
 from worker.ledger.status import MESSAGE_STATUSES
 from worker.services.batch_import import BatchInputError, ImportProgress, ImportReport
@@ -373,10 +374,10 @@ def _status_view(current: BatchStatus) -> Group:
 def rejections(batch_id: str, limit: int | None, output_format: str, raw: bool) -> None:
     """The rows batch ID turned away: line, reason, detail, row (CSV unless --format json).
 
-    \b
     A row is text from the file: in CSV a cell starting with =, +, -, @ (E.164 numbers too)
     gets a ' so a spreadsheet shows it rather than running it; --raw writes it as it was.
 
+    \b
     Examples:
       sms-worker batch rejections 3f2a > rejected.csv
       sms-worker batch rejections 3f2a --format json | jq 'group_by(.reason)'
@@ -394,7 +395,12 @@ def rejections(batch_id: str, limit: int | None, output_format: str, raw: bool) 
 @batch.command()
 @_batch_argument
 def pause(batch_id: str) -> None:
-    """Stop dispatching batch ID; chunks already handed out finish, the rest waits.
+    """Pause batch ID: after this returns, no further message of the batch is requested from
+    the gateway; requests already in the air finish. ID may be a unique prefix.
+
+    Its messages not sent yet wait, queued, until `sms-worker batch resume ID` sends them (each
+    once). Pausing a paused batch is not an error. Exit status: 0 paused (or already paused), 2
+    the batch is importing, done or cancelled, 1 failure.
 
     \b
     Examples:
@@ -403,17 +409,24 @@ def pause(batch_id: str) -> None:
     with _batches() as batches:
         found = batches.find(batch_id)
         if not batches.pause(found.id):
-            fail(
-                f"batch {found.id} is {found.status}; only a scheduled or sending one pauses",
-                BAD_INPUT,
-            )
-    click.echo(f"paused batch {found.id}")
+            current = batches.find(str(found.id))
+            if current.status != batch_states.PAUSED:
+                _refuse(current, "paused")
+            click.echo(f"batch {found.id} was already paused")
+            return
+    click.echo(
+        f"paused batch {found.id}: nothing more of it is requested from the gateway; "
+        f"sms-worker batch resume {found.id} sends the rest"
+    )
 
 
 @batch.command()
 @_batch_argument
 def resume(batch_id: str) -> None:
-    """Dispatch paused batch ID again from where it stopped.
+    """Send paused batch ID again from where it stopped. ID may be a unique prefix.
+
+    Resuming a batch that is not paused (scheduled or sending) is not an error. Exit status: 0
+    resumed (or not paused), 2 the batch is importing, done or cancelled, 1 failure.
 
     \b
     Examples:
@@ -422,14 +435,22 @@ def resume(batch_id: str) -> None:
     with _batches() as batches:
         found = batches.find(batch_id)
         if not batches.resume(found.id):
-            fail(f"batch {found.id} is {found.status}, not paused", BAD_INPUT)
+            current = batches.find(str(found.id))
+            if current.status not in batch_states.DISPATCHABLE:
+                _refuse(current, "resumed")
+            click.echo(f"batch {found.id} is not paused (it is {current.status}): nothing to do")
+            return
     click.echo(f"resumed batch {found.id}")
 
 
 @batch.command()
 @_batch_argument
 def cancel(batch_id: str) -> None:
-    """Cancel batch ID: its queued messages end cancelled now; chunks in flight finish.
+    """Cancel batch ID: after this returns, no further message of the batch is requested from
+    the gateway; requests already in the air finish. ID may be a unique prefix.
+
+    Its messages not sent yet end cancelled. Cancelling a cancelled batch is not an error. Exit
+    status: 0 cancelled (or already cancelled), 2 the batch is importing or done, 1 failure.
 
     \b
     Examples:
@@ -439,5 +460,19 @@ def cancel(batch_id: str) -> None:
         found = batches.find(batch_id)
         cancelled = batches.cancel(found.id)
         if cancelled is None:
-            fail(f"batch {found.id} is {found.status}; it cannot be cancelled", BAD_INPUT)
+            current = batches.find(str(found.id))
+            if current.status != batch_states.CANCELLED:
+                _refuse(current, "cancelled")
+            click.echo(f"batch {found.id} was already cancelled")
+            return
     click.echo(f"cancelled batch {found.id}: {cancelled} queued message(s) will not be sent")
+
+
+def _refuse(found: SmsBatch, action: str) -> NoReturn:
+    """End a pause, resume or cancel that the batch's state does not allow, saying why."""
+    why = {
+        batch_states.IMPORTING: "is still importing: try again once `batch status` says scheduled",
+        batch_states.DONE: "is done: every message of it is settled, nothing is left to send",
+        batch_states.CANCELLED: "is cancelled: nothing more of it is sent",
+    }.get(found.status, f"is {found.status}")
+    fail(f"batch {found.id} {why}; it cannot be {action}", BAD_INPUT)
