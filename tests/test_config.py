@@ -364,3 +364,32 @@ def test_the_appkey_never_shows(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
 def test_settings_can_be_built_directly() -> None:
     settings = Settings(_env_file=None, sdkappid="1400000000", appkey=KEY, send_rate=3)
     assert settings.account().send_rate == 3
+
+
+def test_the_appkey_setting_names_where_the_key_was_read(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "appkey"
+    key_file.write_text(KEY, encoding="utf-8")
+    set_env(monkeypatch, SMS_SDKAPPID="1400000000", SMS_APPKEY=KEY)
+    assert load_settings().appkey_setting("default") == "SMS_APPKEY"
+    monkeypatch.delenv("SMS_APPKEY")
+    set_env(monkeypatch, SMS_APPKEY_FILE=str(key_file))
+    assert load_settings().appkey_setting("default") == "SMS_APPKEY_FILE"
+
+    path = write_accounts(
+        tmp_path,
+        f'[accounts.app]\nsdkappid = 1\nappkey = "{KEY}"\n'
+        '[accounts.shop]\nsdkappid = 2\nappkey_file = "appkey"\n',
+    )
+    for name in ("SMS_SDKAPPID", "SMS_APPKEY_FILE"):
+        monkeypatch.delenv(name)
+    set_env(monkeypatch, SMS_CONFIG=str(path))
+    settings = load_settings()
+    assert settings.appkey_setting("app") == "accounts.app.appkey in the SMS_CONFIG file"
+    assert settings.appkey_setting("shop") == "accounts.shop.appkey_file in the SMS_CONFIG file"
+
+
+def test_a_dotenv_file_that_cannot_be_read_is_named(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_bytes(b"SMS_SEND_RATE=\xff\n")
+    assert config_error().startswith(".env: not UTF-8 text")
