@@ -81,7 +81,8 @@ def _read_secret(path: Path, what: str) -> str:
     metavar="TOKEN",
     help="Bearer token the control API (/_sim/) requires: Authorization: Bearer TOKEN. Needed "
     "when --host is not a loopback address. Prefer --control-token-file: a token on the "
-    f"command line shows in the process list. Make one with: {MAKE_TOKEN}",
+    f"command line shows in the process list. Make one with: {MAKE_TOKEN}. "
+    'Example: --control-token "$(cat secrets/sim_control_token)"',
 )
 @click.option(
     "--control-token-file",

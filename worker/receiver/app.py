@@ -29,9 +29,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from worker.metrics import (
@@ -89,14 +88,16 @@ def make_receiver_app(
     where the receiver faces the internet and the scraper does not sit behind it."""
     secret = check_token(token).encode()
 
-    def authentic(request: Request) -> None:
+    def authentic(request: Request) -> bool:
         given = str(request.path_params.get("token", "")).encode("utf-8", "surrogatepass")
-        if not hmac.compare_digest(given, secret):
-            refused(request, WRONG_TOKEN, "the token in the path is not this receiver's")
-            raise HTTPException(404)  # the very answer of a path that does not exist
+        if hmac.compare_digest(given, secret):
+            return True
+        refused(request, WRONG_TOKEN, "the token in the path is not this receiver's")
+        return False
 
     async def take(request: Request, shape: str) -> Response:
-        authentic(request)
+        if not authentic(request):
+            return _not_found()  # the very answer of a path that does not exist
         try:
             body = await _read_bounded(request, max_body_bytes)
         except ClientDisconnect:
@@ -127,10 +128,12 @@ def make_receiver_app(
         log.info("%s callback taken: %s", shape, result)
         return JSONResponse(OK)
 
-    async def nowhere(request: Request) -> Response:
-        # The path is not logged: a misspelt callback URL still carries the token.
-        refused(request, UNKNOWN_PATH, "POST to a path that is not a callback URL")
-        raise HTTPException(404)
+    async def not_found(request: Request, error: Exception) -> Response:
+        # A POST anywhere else is a callback URL gone wrong; the path is not logged: a
+        # misspelt one still carries the token. Other methods are only scanners.
+        if request.method == "POST":
+            refused(request, UNKNOWN_PATH, "POST to a path that is not a callback URL")
+        return _not_found()
 
     async def status(request: Request) -> Response:
         return await take(request, "status")
@@ -158,8 +161,8 @@ def make_receiver_app(
             Route("/callbacks/{token}/status", status, methods=["POST"]),
             Route("/callbacks/{token}/reply", reply, methods=["POST"]),
             Route("/callbacks/{token}", either, methods=["POST"]),
-            Route("/{path:path}", nowhere, methods=["POST"]),
-        ]
+        ],
+        exception_handlers={404: not_found},
     )
 
 
@@ -195,6 +198,10 @@ def _shape_of(data: Any) -> str:
     if isinstance(data, dict):
         return "reply"
     raise BadBody("body must be a JSON array (delivery reports) or a JSON object (a reply)")
+
+
+def _not_found() -> Response:
+    return PlainTextResponse("Not Found", status_code=404)
 
 
 def _refuse(status: int, message: str, result: int = REFUSED) -> Response:
