@@ -136,7 +136,9 @@ def move_batch(
 
 
 def pause_batch(session: Session, batch_id: uuid.UUID, now: datetime) -> bool:
-    """Stop dispatching the batch; its queued messages wait. Does not commit."""
+    """Stop sending the batch; its queued messages wait. Its UPDATE waits for the sends writing
+    their attempts ahead (``state_for_sending``), so once committed no later send goes out.
+    Does not commit."""
     return move_batch(session, batch_id, PAUSED, from_statuses=DISPATCHABLE, now=now)
 
 
@@ -156,8 +158,9 @@ def resume_batch(session: Session, batch_id: uuid.UUID, now: datetime) -> bool:
 def cancel_batch(session: Session, batch_id: uuid.UUID, now: datetime, reason: str) -> int | None:
     """Cancel the batch and, at once, its queued messages; how many (None: not cancellable).
 
-    Messages already claimed for a request are left to their chunk, which cancels those it has
-    not sent yet. Locks: the batch row and those messages until the caller commits.
+    Messages already claimed for a request are left to their send, which cancels those it has
+    not sent yet (``state_for_sending``, whose lock the UPDATE waits for). Locks: the batch row
+    and those messages until the caller commits.
     """
     if not move_batch(
         session, batch_id, CANCELLED, from_statuses=(*DISPATCHABLE, PAUSED), now=now,
@@ -167,9 +170,9 @@ def cancel_batch(session: Session, batch_id: uuid.UUID, now: datetime, reason: s
     return cancel_queued(session, batch_id=batch_id, reason=reason)
 
 
-def state_for_sending(session: Session, batch_id: uuid.UUID) -> str | None:
+def state_for_sending(session: Session, batch_id: uuid.UUID, *, hold: bool = True) -> str | None:
     """The batch's state, held against pause, resume and cancel until the caller commits (None:
-    no such batch).
+    no such batch). ``hold=False``: only read it (a check before the one that counts).
 
     A send reads it in the transaction that writes its attempts ahead, before any other
     statement. PostgreSQL: ``SELECT .. FOR SHARE``, which the UPDATE of ``pause_batch`` or
@@ -180,6 +183,8 @@ def state_for_sending(session: Session, batch_id: uuid.UUID) -> str | None:
     there, so the same order holds. Locks: the batch row (SQLite: the database) until the caller
     commits. Does not commit.
     """
+    if not hold:
+        return session.scalars(select(SmsBatch.status).where(SmsBatch.id == batch_id)).first()
     if session.get_bind().dialect.name == "sqlite":
         touch = (
             update(SmsBatch)

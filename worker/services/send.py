@@ -163,7 +163,7 @@ def _prepare(
     )
     # Checked here too, so that a paused or opted-out message takes no throttle slot; the check
     # that counts is the one made with the attempt's write-ahead (_one_try).
-    withheld = _withheld(session, outgoing, now)
+    withheld = _withheld(session, outgoing, now, hold=False)
     if withheld:
         return _settle(session, outgoing, owner, withheld), None
     if ctx.throttle is not None:
@@ -308,13 +308,16 @@ def _decide(
     return None  # transient, network, or ambiguous with a resend policy
 
 
-def _withheld(session: Session, outgoing: Outgoing, now: datetime) -> dict[uuid.UUID, Withheld]:
+def _withheld(
+    session: Session, outgoing: Outgoing, now: datetime, *, hold: bool = True
+) -> dict[uuid.UUID, Withheld]:
     return withheld_at_send(
         session,
         batch_id=outgoing.batch_id,
         kind=outgoing.kind,
         outbound=[outgoing.outbound],
         now=now,
+        hold=hold,
     )
 
 

@@ -72,16 +72,18 @@ def withheld_at_send(
     kind: str,
     outbound: Sequence[Outbound],
     now: datetime,
+    hold: bool = True,
 ) -> dict[uuid.UUID, Withheld]:
     """The messages among ``outbound`` (all of one batch, or of none) that may not go now.
 
     Call it first in the write-ahead transaction, and commit the attempts of the others in that
-    same transaction: the batch's lock is what orders a send with a pause. Does not commit.
+    same transaction: the batch's lock is what orders a send with a pause. ``hold=False``: a
+    check before that one, without the lock. Does not commit.
     """
     if not outbound:
         return {}
     if batch_id is not None:
-        state = batches.state_for_sending(session, batch_id)
+        state = batches.state_for_sending(session, batch_id, hold=hold)
         if state == BATCH_CANCELLED:
             return {m.id: Withheld(CANCELLED, BATCH_CANCELLED_WHY) for m in outbound}
         if state == BATCH_PAUSED:
