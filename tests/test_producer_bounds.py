@@ -193,8 +193,9 @@ def test_batch_rows_are_held_to_the_same_params_bounds(batches: Batches) -> None
     too_many = batches.create(csv(TOO_MANY, "1"), template=TEMPLATE, sign="腾讯云")
     too_long = batches.create(csv(38, PARAM), template=TEMPLATE, sign="腾讯云")
     fitting = batches.create(csv(37, PARAM), template=TEMPLATE, sign="腾讯云")
+    with_long_sign = batches.create(csv(37, PARAM), template=TEMPLATE, sign="签" * 30)
 
-    for report in (too_many, too_long):
+    for report in (too_many, too_long, with_long_sign):
         assert (report.accepted, report.rejected) == (0, 1), report
         ((line, reason, detail),) = [
             (r.line_no, r.reason, r.detail) for r in batches.rejections(report.batch_id)

@@ -244,7 +244,7 @@ def _take(chunk: _Chunk, line: Line, columns: Columns, spec: BatchSpec) -> None:
                 WRONG_PARAM_COUNT, f"expected {columns.expected} params, got {len(params)}"
             )
         try:
-            check_params(params, verification=False)
+            check_params(params, verification=False, sign=spec.sign)
         except InvalidInput as error:
             position = re.search(r"\d+", error.field)  # params[0] is {1}
             which = f"param {int(position.group()) + 1}" if position else "param"

@@ -59,7 +59,7 @@ def check_spec(spec: BatchSpec, settings: Settings) -> None:
         raise BatchInputError("window end: is already in the past")
     if spec.params is not None:
         try:
-            check_params(spec.params, verification=False)
+            check_params(spec.params, verification=False, sign=spec.sign)
         except InvalidInput as error:
             raise BatchInputError(f"param: {error.problem}") from None
         if spec.params_from:
