@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.fixtures.rabbitmq",
     "tests.fixtures.receiver",
     "tests.fixtures.batches",
+    "tests.fixtures.clock",
 ]

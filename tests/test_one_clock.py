@@ -92,10 +92,9 @@ def test_settings_and_ledger_defaults_share_the_offset(tmp_path: Path, source: s
 @pytest.fixture
 def shifted_clock() -> Iterator[None]:
     """This process's clock ``SIX_HOURS`` ahead, as a worker with the setting would run."""
-    saved = clock.offset_seconds()
     clock.set_offset(SIX_HOURS)
     yield
-    clock.set_offset(saved)
+    clock.forget_offset()
 
 
 def test_the_daily_limit_ends_at_midnight_on_the_worker_clock(

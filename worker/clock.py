@@ -44,6 +44,12 @@ def set_offset(seconds: float) -> None:
     _offset = float(seconds)
 
 
+def forget_offset() -> None:
+    """Read the offset from the environment again at the next reading (a test between others)."""
+    global _offset
+    _offset = None
+
+
 def now() -> datetime:
     """The worker's now: aware UTC, shifted by ``SMS_CLOCK_OFFSET_SECONDS``."""
     return datetime.now(UTC) + timedelta(seconds=offset_seconds())
