@@ -32,7 +32,9 @@ from worker.services.batches import Dispatcher, dispatch_due_batches
 from worker.tasks import make_chunk_publisher
 
 SMS_WORKER = str(Path(sys.executable).with_name("sms-worker"))
-LATENCY_MS = 8000  # every answer of the gateway waits this long while the pause is given
+# Every answer of the gateway waits this long: the command (a few seconds to start on a busy
+# machine) returns while the first requests are still in the air.
+LATENCY_MS = 15000
 # The worker of this module waits long enough for such answers and keeps its leases meanwhile.
 SLOW_GATEWAY = {"SMS_READ_TIMEOUT": "60", "SMS_LEASE_SECONDS": "120"}
 WAIT_SECONDS = 180.0  # only ever the bound of a condition-based wait
