@@ -84,7 +84,8 @@ def _option_of(field: str) -> str:
     "--key",
     "idempotency_key",
     metavar="KEY",
-    help="Idempotency key: the same key again sends nothing more.",
+    help="Idempotency key: the same key and message again send nothing more; the key with "
+    "another number or content is refused (exit 2). May not contain '#'.",
 )
 @click.option("--wait", is_flag=True, help="Wait until it is sent or has failed; show attempts.")
 @click.option(
