@@ -15,25 +15,28 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from worker.clock import offset_seconds as worker_clock_offset
+from worker.simulator.config_values import ConfigError as ConfigError  # re-exported
+from worker.simulator.config_values import (
+    bounded,
+    callback_url,
+    flag,
+    known_keys,
+    optional_count,
+    table,
+    whole,
+)
 from worker.simulator.defaults import DEFAULTS
 from worker.simulator.faults import FaultSettings, Step, StepError, parse_steps
 
 DEFAULT_LOG_LIMIT = 10_000
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_FAIL_CODES = ("UNDELIV", "REJECTD", "EXPIRED", "MX:0012")
-MAX_COUNT = 10**12  # limits and balance: far beyond any real account, within JSON's comfort
-MAX_URL_LENGTH = 2048
 # The simulator's clock must stay where dates can be printed: 1970 to 2100, Unix seconds.
 LATEST_TIME = 4_102_444_800
 MAX_CLOCK_OFFSET = 100 * 366 * 86_400
 _PLACEHOLDER = re.compile(r"\{(\d+)\}")
-
-
-class ConfigError(ValueError):
-    """The configuration cannot be used; the message names the offending key."""
 
 
 class TemplateKind(StrEnum):
@@ -81,15 +84,15 @@ class Limits:
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any], where: str = "limits") -> Limits:
-        _known(raw, {f for f in cls.__dataclass_fields__}, where)
+        known_keys(raw, {f for f in cls.__dataclass_fields__}, where)
         blacklist = raw.get("blacklist", [])
         if not isinstance(blacklist, list) or not all(isinstance(n, str) for n in blacklist):
             raise ConfigError(f"{where}.blacklist must be a list of numbers as strings")
         return cls(
-            per_number_30s=_optional_count(raw, "per_number_30s", where),
-            per_number_hour=_optional_count(raw, "per_number_hour", where),
-            per_number_day=_optional_count(raw, "per_number_day", where),
-            balance=_optional_count(raw, "balance", where),
+            per_number_30s=optional_count(raw, "per_number_30s", where),
+            per_number_hour=optional_count(raw, "per_number_hour", where),
+            per_number_day=optional_count(raw, "per_number_day", where),
+            balance=optional_count(raw, "balance", where),
             blacklist=frozenset(blacklist),
         )
 
@@ -122,10 +125,10 @@ class ReportSettings:
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any], where: str = "reports") -> ReportSettings:
-        _known(raw, {f for f in cls.__dataclass_fields__}, where)
+        known_keys(raw, {f for f in cls.__dataclass_fields__}, where)
         url = raw.get("callback_url") or None
         if url is not None:
-            url = _callback_url(url, f"{where}.callback_url")
+            url = callback_url(url, f"{where}.callback_url")
         codes = raw.get("fail_codes", list(DEFAULT_FAIL_CODES))
         if (
             not isinstance(codes, list)
@@ -138,13 +141,13 @@ class ReportSettings:
             )
         return cls(
             callback_url=url,
-            delay_seconds=_bounded(raw, "delay_seconds", 2.0, 0, 86_400, where),
-            fail_ratio=_bounded(raw, "fail_ratio", 0.0, 0, 1, where),
+            delay_seconds=bounded(raw, "delay_seconds", 2.0, 0, 86_400, where),
+            fail_ratio=bounded(raw, "fail_ratio", 0.0, 0, 1, where),
             fail_codes=tuple(codes),
-            batch_size=_whole(raw, "batch_size", 100, 1, 1000, where),
-            concurrency=_whole(raw, "concurrency", 4, 1, 64, where),
-            timeout_seconds=_bounded(raw, "timeout_seconds", 5.0, 0.1, 120, where),
-            retries=_whole(raw, "retries", 3, 0, 10, where),
+            batch_size=whole(raw, "batch_size", 100, 1, 1000, where),
+            concurrency=whole(raw, "concurrency", 4, 1, 64, where),
+            timeout_seconds=bounded(raw, "timeout_seconds", 5.0, 0.1, 120, where),
+            retries=whole(raw, "retries", 3, 0, 10, where),
         )
 
     def to_json(self) -> dict[str, object]:
@@ -246,7 +249,7 @@ def with_primary_account(
 
 def config_from_mapping(raw: Mapping[str, Any]) -> SimulatorConfig:
     """A checked configuration from parsed TOML; lists are added to the defaults by default."""
-    _known(
+    known_keys(
         raw,
         {
             "include_defaults",
@@ -282,9 +285,9 @@ def config_from_mapping(raw: Mapping[str, Any]) -> SimulatorConfig:
     if not accounts:
         raise ConfigError("at least one account is needed ([[accounts]])")
     try:
-        faults = FaultSettings.from_mapping(_table(raw, "faults"))
+        faults = FaultSettings.from_mapping(table(raw, "faults"))
         scripts = {
-            str(mobile): parse_steps(steps) for mobile, steps in _table(raw, "scripts").items()
+            str(mobile): parse_steps(steps) for mobile, steps in table(raw, "scripts").items()
         }
     except StepError as exc:
         raise ConfigError(f"faults/scripts: {exc}") from None
@@ -292,15 +295,15 @@ def config_from_mapping(raw: Mapping[str, Any]) -> SimulatorConfig:
         accounts=accounts,
         signs=signs,
         templates=templates,
-        limits=Limits.from_mapping(_table(raw, "limits")),
+        limits=Limits.from_mapping(table(raw, "limits")),
         faults=faults,
         scripts=scripts,
-        reports=ReportSettings.from_mapping(_table(raw, "reports")),
-        log_limit=int(_bounded(raw, "log_limit", DEFAULT_LOG_LIMIT, 10, 10_000_000, "top level")),
+        reports=ReportSettings.from_mapping(table(raw, "reports")),
+        log_limit=int(bounded(raw, "log_limit", DEFAULT_LOG_LIMIT, 10, 10_000_000, "top level")),
         max_body_bytes=int(
-            _bounded(raw, "max_body_bytes", DEFAULT_MAX_BODY_BYTES, 1024, 64 * 1024**2, "top level")
+            bounded(raw, "max_body_bytes", DEFAULT_MAX_BODY_BYTES, 1024, 64 * 1024**2, "top level")
         ),
-        clock_offset_seconds=_bounded(
+        clock_offset_seconds=bounded(
             raw, "clock_offset_seconds", 0.0, -MAX_CLOCK_OFFSET, MAX_CLOCK_OFFSET, "top level"
         ),
     )
@@ -308,13 +311,13 @@ def config_from_mapping(raw: Mapping[str, Any]) -> SimulatorConfig:
 
 def _account(raw: Mapping[str, Any], index: int) -> Account:
     where = f"accounts[{index}]"
-    _known(raw, {"sdkappid", "appkey", "extend_allowed"}, where)
+    known_keys(raw, {"sdkappid", "appkey", "extend_allowed"}, where)
     sdkappid, appkey = raw.get("sdkappid"), raw.get("appkey")
     if not isinstance(sdkappid, str | int) or isinstance(sdkappid, bool):
         raise ConfigError(f"{where}.sdkappid must be the SDK AppID")
     if not isinstance(appkey, str):
         raise ConfigError(f"{where}.appkey must be a string")
-    extend_allowed = _flag(raw, "extend_allowed", False, where)
+    extend_allowed = flag(raw, "extend_allowed", False, where)
     account = Account(str(sdkappid), appkey, extend_allowed=extend_allowed)
     _check_account(account, where)
     return account
@@ -330,16 +333,16 @@ def _check_account(account: Account, where: str) -> None:
 
 def _sign(raw: Mapping[str, Any], index: int) -> SignSpec:
     where = f"signs[{index}]"
-    _known(raw, {"text", "approved"}, where)
+    known_keys(raw, {"text", "approved"}, where)
     text = raw.get("text")
     if not isinstance(text, str) or not text or "【" in text or "】" in text:
         raise ConfigError(f"{where}.text must be the signature text without 【】")
-    return SignSpec(text, approved=_flag(raw, "approved", True, where))
+    return SignSpec(text, approved=flag(raw, "approved", True, where))
 
 
 def _template(raw: Mapping[str, Any], index: int) -> TemplateSpec:
     where = f"templates[{index}]"
-    _known(raw, {"id", "text", "kind", "international", "approved"}, where)
+    known_keys(raw, {"id", "text", "kind", "international", "approved"}, where)
     ident, text = raw.get("id"), raw.get("text")
     if not isinstance(ident, int) or isinstance(ident, bool) or ident <= 0:
         raise ConfigError(f"{where}.id must be a positive integer")
@@ -353,80 +356,10 @@ def _template(raw: Mapping[str, Any], index: int) -> TemplateSpec:
         ident,
         text,
         kind,
-        international=_flag(raw, "international", False, where),
-        approved=_flag(raw, "approved", True, where),
+        international=flag(raw, "international", False, where),
+        approved=flag(raw, "approved", True, where),
     )
     numbers = sorted({int(n) for n in _PLACEHOLDER.findall(text)})
     if numbers != list(range(1, template.param_count + 1)):
         raise ConfigError(f"{where}.text: number the variables {{1}}, {{2}}, ... without gaps")
     return template
-
-
-def _callback_url(url: object, where: str) -> str:
-    # Never quoted back: the URL's path may hold the receiver's token.
-    problem = f"{where} must be an http:// or https:// URL with a host"
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-        raise ConfigError(problem)
-    if len(url) > MAX_URL_LENGTH or any(c.isspace() or not c.isprintable() for c in url):
-        raise ConfigError(f"{problem}, at most {MAX_URL_LENGTH} printable characters, no spaces")
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 (reading it checks it)
-    except ValueError:
-        raise ConfigError(f"{problem} and a port from 0 to 65535") from None
-    if not parts.hostname:
-        raise ConfigError(problem)
-    return url
-
-
-def _table(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    value = raw.get(key, {})
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{key} must be a table ([{key}])")
-    return value
-
-
-def _known(raw: Mapping[str, Any], keys: set[str], where: str) -> None:
-    unknown = set(raw) - keys
-    if unknown:
-        # Quoted short: keys come from the network too (the control API).
-        named = ", ".join(repr(str(key)[:40]) for key in sorted(unknown, key=str)[:5])
-        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
-        raise ConfigError(f"{where}: unknown keys {named}{more}; known: {', '.join(sorted(keys))}")
-
-
-def _flag(raw: Mapping[str, Any], key: str, default: bool, where: str) -> bool:
-    value = raw.get(key, default)
-    if not isinstance(value, bool):
-        raise ConfigError(f"{where}.{key} must be true or false")
-    return value
-
-
-def _bounded(
-    raw: Mapping[str, Any], key: str, default: float, low: float, high: float, where: str
-) -> float:
-    value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise ConfigError(f"{where}.{key} must be a number from {low:g} to {high:g}")
-    return float(value)
-
-
-def _whole(raw: Mapping[str, Any], key: str, default: int, low: int, high: int, where: str) -> int:
-    value = raw.get(key, default)
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(f"{where}.{key} must be a whole number from {low} to {high}")
-    return value
-
-
-def _optional_count(raw: Mapping[str, Any], key: str, where: str) -> int | None:
-    value = raw.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
-        raise ConfigError(
-            f"{where}.{key} must be a whole number from 0 to {MAX_COUNT} "
-            "(leave it out for no limit)"
-        )
-    return value
