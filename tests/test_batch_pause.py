@@ -26,6 +26,7 @@ from worker.batches import Batches
 from worker.config import Settings
 from worker.ledger import attempts
 from worker.ledger import batches as ledger_batches
+from worker.ledger.batch_models import CANCELLED as BATCH_CANCELLED
 from worker.ledger.batch_models import DONE, PAUSED, SENDING
 from worker.ledger.db import make_engine, session_factory
 from worker.ledger.models import SmsAttempt, SmsMessage
@@ -288,8 +289,15 @@ def test_pause_help_states_the_guarantee(pg: Run) -> None:
     )
 
 
-def test_pause_returns_only_after_a_write_ahead_in_progress_and_later_ones_see_it(
-    pg: Run,
+@pytest.mark.parametrize(
+    ("command", "state", "said", "then"),
+    [
+        ("pause", PAUSED, "paused batch", QUEUED),
+        ("cancel", BATCH_CANCELLED, "cancelled batch", CANCELLED),
+    ],
+)
+def test_pause_and_cancel_return_only_after_a_write_ahead_in_progress_and_later_ones_see_it(
+    pg: Run, command: str, state: str, said: str, then: str
 ) -> None:
     batch_id = pg.create(mobiles(2, 600), shared=True)
     ((ids, owner),) = pg.hand_out()[0]
@@ -298,30 +306,30 @@ def test_pause_returns_only_after_a_write_ahead_in_progress_and_later_ones_see_i
     with pg.sessions() as writing:
         assert ledger_batches.state_for_sending(writing, batch_id) == SENDING
         pausing = subprocess.Popen(
-            [SMS_WORKER, "batch", "pause", str(batch_id)], env=cli_environment(pg), cwd=pg.folder,
+            [SMS_WORKER, "batch", command, str(batch_id)], env=cli_environment(pg), cwd=pg.folder,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         try:
             wait_for_lock_wait(pg, "UPDATE sms_batches")
-            assert pausing.poll() is None, "pause returned while a write-ahead was in progress"
+            assert pausing.poll() is None, f"{command} returned while a write-ahead was in progress"
             attempts.begin_attempts(
                 writing, attempts=[(first, 1)], request_id=uuid.uuid4(), api="sendmultisms2",
                 random=1, signed_time=int(pg.now.timestamp()), worker="test", started_at=pg.now,
                 owner=owner,
             )  # fmt: skip
-            writing.commit()  # that request is "in the air": it was written before the pause
+            writing.commit()  # that request is "in the air": it was written before the command
             out, err = pausing.communicate(timeout=WAIT_SECONDS)
         finally:
             if pausing.poll() is None:
                 pausing.kill()
                 pausing.wait()
     assert pausing.returncode == 0, err
-    assert "paused batch" in out
-    # The next write-ahead of the batch reads the pause.
+    assert said in out
+    # The next write-ahead of the batch reads the new state.
     with pg.sessions() as later:
-        assert ledger_batches.state_for_sending(later, batch_id) == PAUSED
+        assert ledger_batches.state_for_sending(later, batch_id) == state
     moved = send_chunk([second], owner, pg.context())
-    assert moved.moved == {QUEUED: 1} and pg.requested() == []
+    assert moved.moved == {then: 1} and pg.requested() == []
 
 
 def wait_for_lock_wait(run: Run, statement: str) -> None:
