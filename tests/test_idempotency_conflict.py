@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pickle
 import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -275,3 +276,19 @@ def test_the_cli_refuses_a_reused_key_in_one_line_exit_2(tmp_path: Path) -> None
     finally:
         engine.dispose()
     assert numbers == [FIRST[3:]]
+
+
+def test_catching_the_conflict_pulls_in_neither_the_database_nor_celery() -> None:
+    probe = (
+        "import sys, worker\n"
+        "assert issubclass(worker.IdempotencyConflict, worker.InvalidInput)\n"
+        "heavy = {'sqlalchemy', 'celery', 'pydantic_settings'}\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & heavy))\n"
+    )
+    environment = child_environment({"SMS_SEND_RATE": "abc"})  # no setting is read
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env=environment, capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
