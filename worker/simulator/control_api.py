@@ -104,7 +104,7 @@ def build_control_app(
             return _json({"scripts": waiting})
         body = await _body(request)
         mobile = body.get("mobile")
-        if not isinstance(mobile, str) or not mobile:
+        if not isinstance(mobile, str) or not 0 < len(mobile) <= 32:
             raise BadControlRequest("mobile must be the national number as a string")
         steps = parse_steps(body.get("steps"))
         state.script(mobile, steps)
