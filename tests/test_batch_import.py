@@ -10,6 +10,7 @@ import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -150,8 +151,9 @@ def test_an_import_that_fails_midway_leaves_nothing(
 ) -> None:
     from worker.services import batch_import
 
-    def failing_after_a_chunk(*args: object, **kwargs: object) -> object:
-        if seen.append(1) or len(seen) > 1:  # the first chunk is written, the second fails
+    def failing_after_a_chunk(*args: Any, **kwargs: Any) -> Any:
+        seen.append(1)
+        if len(seen) > 1:  # the first chunk is written, the second fails
             raise OSError("the disk went away")
         return write(*args, **kwargs)
 
