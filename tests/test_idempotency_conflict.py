@@ -200,10 +200,20 @@ def in_lock_wait(sessions: sessionmaker[Session]) -> bool:
         return bool(waiting)
 
 
-@pytest.mark.parametrize("same_payload", [False, True], ids=["other number", "same message"])
-def test_racing_enqueues_of_one_key_the_unique_index_decides(
-    postgresql_ledger: Ledger, same_payload: bool
+SECOND_REQUESTS: dict[str, dict[str, Any]] = {
+    "same message": {},
+    "other number": {"to": OTHER},
+    # The unique index is per account: the key's lock makes the two take turns.
+    "other account": {"account": "bank"},
+}
+
+
+@pytest.mark.parametrize("request_id", sorted(SECOND_REQUESTS))
+def test_racing_enqueues_of_one_key_one_wins_the_other_conflicts(
+    postgresql_ledger: Ledger, request_id: str
 ) -> None:
+    same_payload = request_id == "same message"
+    options = {"to": FIRST, **NOTICE, **SECOND_REQUESTS[request_id]}
     ledger, key = postgresql_ledger, fresh_key()
     outcome: dict[str, Any] = {}
     holding = ledger.sessions()
@@ -211,15 +221,14 @@ def test_racing_enqueues_of_one_key_the_unique_index_decides(
 
     def second() -> None:
         try:
-            number = FIRST if same_payload else OTHER
-            outcome["result"] = ledger.producer.enqueue(number, idempotency_key=key, **NOTICE)
+            outcome["result"] = ledger.producer.enqueue(idempotency_key=key, **options)
         except InvalidInput as error:
             outcome["error"] = error
 
     racer = threading.Thread(target=second)
     racer.start()
     try:
-        for _ in range(int(WAIT_SECONDS / 0.05)):  # the second insert waits on the first's row
+        for _ in range(int(WAIT_SECONDS / 0.05)):  # the second waits for the first's key
             if in_lock_wait(ledger.sessions) or not racer.is_alive():
                 break
             threading.Event().wait(0.05)

@@ -33,7 +33,7 @@ from worker.idempotency import (
     related_keys,
 )
 from worker.ledger import messages
-from worker.ledger.keys import messages_with_keys
+from worker.ledger.keys import lock_key, messages_with_keys
 from worker.ledger.models import SmsMessage
 from worker.ledger.status import KINDS, NOTIFICATION, QUEUED, VERIFICATION
 from worker.ledger.types import MAX_INTEGER, text_problem
@@ -176,6 +176,8 @@ class Producer:
         ]
         # One statement for all the rows. A row whose key is taken waits on the unique index
         # until the transaction holding it ends, so the earlier message is there to compare.
+        if key is not None:
+            lock_key(session, key)
         inserted = set(messages.insert_messages(session, rows))
         earlier = self._earlier(session, rows, inserted, key) if key is not None else {}
         results: list[Enqueued] = []

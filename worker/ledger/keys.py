@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from worker.ledger.models import SmsMessage
@@ -21,3 +21,13 @@ def messages_with_keys(
         SmsMessage.account.in_(list(accounts)), SmsMessage.idempotency_key.in_(list(keys))
     )
     return list(session.scalars(statement))
+
+
+def lock_key(session: Session, key: str) -> None:
+    """Hold ``key`` until the caller's transaction ends, so that two requests with one key in
+    different accounts (which the unique index, per account, lets both in) take turns and the
+    second finds the first. PostgreSQL: an advisory transaction lock on the key's hash (a rare
+    collision only makes two keys wait for each other). SQLite needs none: a writer holds the
+    whole database until it commits."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
