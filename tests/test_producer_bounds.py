@@ -204,3 +204,11 @@ def test_batch_rows_are_held_to_the_same_params_bounds(batches: Batches) -> None
     assert (fitting.accepted, fitting.rejected) == (1, 0)
     with pytest.raises(BatchInputError, match="param"):
         batches.create(["mobile", MAINLAND], template=TEMPLATE, params=["1"] * TOO_MANY)
+
+
+@pytest.mark.parametrize("sign", ["【腾讯云】", "【腾讯云", "【】"])
+def test_a_batch_sign_with_brackets_is_refused_showing_how_to_write_it(
+    batches: Batches, sign: str
+) -> None:
+    with pytest.raises(BatchInputError, match=r"^sign: .*腾讯云"):
+        batches.create(["mobile", MAINLAND], template=TEMPLATE, sign=sign, params=["1"])

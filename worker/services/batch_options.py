@@ -15,7 +15,7 @@ from worker.config import ConfigError, Settings
 from worker.ledger.types import MAX_INTEGER, text_problem
 from worker.services.batch_types import BatchInputError, BatchSpec
 from worker.services.csv_lines import shown
-from worker.tencent import InvalidInput, check_params
+from worker.tencent import InvalidInput, check_params, sign_text
 
 MAX_NAME_LENGTH = 128
 # ASCII digits, and few: "param١" is not param1, and int() of thousands of digits raises.
@@ -41,6 +41,13 @@ def check_spec(spec: BatchSpec, settings: Settings) -> None:
         problem = text_problem(value, limit) if value is not None else None
         if problem is not None:
             raise BatchInputError(f"{option}: {problem}")
+    if spec.sign:  # stored as given: one written with its 【】 is refused with the text to give
+        try:
+            text = sign_text(spec.sign)
+        except InvalidInput as error:
+            raise BatchInputError(f"sign: {error.problem}") from None
+        if text != spec.sign:
+            raise BatchInputError(f"sign: give the sign's text without 【】: {text!r}")
     try:
         settings.account(spec.account)
     except ConfigError as error:
