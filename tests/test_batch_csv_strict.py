@@ -59,6 +59,7 @@ def test_each_kind_of_malformed_line_is_rejected_with_its_line_and_reason(
         number(6).encode() + b"," + b"x" * (64 * 1024),  # 7: longer than 64 KiB
         number(7).encode() + b',"quoted, with a comma"',  # 8: fine
         number(8).encode() + b",ok",  # 9
+        number(9).encode() + b',5" screen',  # 10: a quote inside an unquoted field
     ]
     file = tmp_path / "list.csv"
     file.write_bytes(b"\n".join(rows) + b"\n")
@@ -66,18 +67,40 @@ def test_each_kind_of_malformed_line_is_rejected_with_its_line_and_reason(
     result = ledger.create(file, *SHARED)
 
     assert result.returncode == 0, result.stderr
-    assert "8 rows, 3 accepted, 5 rejected" in summary(result)
+    assert "9 rows, 3 accepted, 6 rejected" in summary(result)
     found = {
         r["line"]: (r["reason"], r["detail"]) for r in ledger.rejections(ledger.only_batch()["id"])
     }
     assert {line: reason for line, (reason, _) in found.items()} == dict.fromkeys(
-        (3, 4, 5, 6, 7), "malformed"
+        (3, 4, 5, 6, 7, 10), "malformed"
     )
     assert "text follows a closing quote" in found[3][1]
     assert "field 2 holds a NUL" in found[4][1]
     assert "field 2 holds a lone surrogate" in found[5][1]
     assert "1,001 fields; a row may have at most 1,000" in found[6][1]
     assert "a row may be at most 65,536" in found[7][1]
+    assert "a quote inside an unquoted field" in found[10][1]
+
+
+def test_the_lines_of_a_field_that_spans_lines_are_not_read_as_recipients(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    # A note over three lines, the last two of which hold a number: neither is a recipient.
+    file = tmp_path / "notes.csv"
+    file.write_text(
+        f'mobile,note\n{number(1)},"call back\n{number(2)}\n{number(3)}"\n{number(4)},ok\n',
+        encoding="utf-8",
+    )
+
+    result = ledger.create(file, *SHARED)
+
+    assert result.returncode == 0, result.stderr
+    found = ledger.rejections(ledger.only_batch()["id"])
+    assert [(r["line"], r["reason"]) for r in found] == [(2, "malformed"), (4, "malformed")]
+    assert "may not span lines" in found[0]["detail"]
+    assert "a quote inside an unquoted field" in found[1]["detail"]
+    # Line 3 holds nothing but a number: by the rule of a row per line, it is one.
+    assert "4 rows, 2 accepted, 2 rejected" in summary(result)
 
 
 def test_bom_crlf_lone_cr_and_blank_lines_are_read(ledger: Ledger, tmp_path: Path) -> None:

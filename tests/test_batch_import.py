@@ -235,9 +235,10 @@ def test_line_numbers_are_physical_lines_and_a_field_may_not_span_them(batches: 
         'mobile,param1,param2\n"+8613700000001","王\n先生",8\n12,李,8\n', newline=""
     )
     report = batches.create(lines, template=TEMPLATE)
-    # A row is one line: line 2 leaves its quote open, line 3 is read as a row of its own.
+    # A row is one line: line 2 leaves its quote open, line 3 (with the closing quote out of
+    # place) is read as a row of its own, and so is line 4.
     assert [(r.line_no, r.reason) for r in report.first_rejections] == [
-        (2, "malformed"), (3, "bad_number"), (4, "bad_number"),
+        (2, "malformed"), (3, "malformed"), (4, "bad_number"),
     ]  # fmt: skip
     assert "may not span lines" in report.first_rejections[0].detail
 

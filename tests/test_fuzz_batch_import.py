@@ -61,6 +61,8 @@ SHARED = ["会员", "8"]
 FIELD_LIMIT = csv.field_size_limit()
 MAX_LINE_BYTES = 64 * 1024  # the documented limit of a row
 MAX_FIELDS = 1000
+# Fields unquoted without a quote, or quoted whole with their quotes doubled.
+RFC_4180_LINE = re.compile(r'(?:"(?:[^"]|"")*"|[^",]*)(?:,(?:"(?:[^"]|"")*"|[^",]*))*')
 # A few numbers, so that files repeat them (as national numbers too, with a nationcode).
 POOL = [f"+86137{n:08d}" for n in range(0, 80_000_000, 9_876_543)] + ["+12015550123"]
 UTF_CODECS = ("utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-32")
@@ -143,6 +145,8 @@ def one_row(line: str) -> list[str] | None:
     try:
         (fields,) = list(csv.reader([line], strict=True)) or [[""]]
     except csv.Error:
+        return None
+    if '"' in line and not RFC_4180_LINE.fullmatch(line):  # a quote out of place
         return None
     if len(fields) > MAX_FIELDS or any(re.search("[\x00\ud800-\udfff]", f) for f in fields):
         return None

@@ -7,8 +7,9 @@ The rules, strict so that one bad line costs one row and never the rows after it
   after it is read as a row of its own);
 - a line longer than ``MAX_LINE_BYTES`` is a malformed row; its bytes are read in chunks and
   skipped up to the next line end, never held whole;
-- a row of more than ``MAX_FIELDS`` fields, one with text after a closing quote, or one with a
-  NUL character or a lone surrogate in any field is a malformed row;
+- a row of more than ``MAX_FIELDS`` fields, one with a quote out of place (inside an unquoted
+  field, or text after a closing quote: a field that holds a quote is quoted whole, its quotes
+  doubled), or one with a NUL character or a lone surrogate in any field is a malformed row;
 - the file is UTF-8, one byte order mark at its start is dropped (Excel writes one); a byte
   that is not UTF-8 anywhere ends the reading with ``NotUtf8`` naming its line.
 
@@ -42,6 +43,10 @@ _LINE_END = re.compile(rb"\r\n|\r|\n")
 _ERRORS = "surrogatepass"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _UNPRINTABLE = re.compile("[\x00\ud800-\udfff]")
+# One line of RFC 4180 fields: each unquoted and without a quote, or quoted whole with its
+# quotes doubled, nothing before the opening quote or after the closing one.
+_FIELD = r'(?:"[^"]*(?:""[^"]*)*"|[^",]*)'
+_QUOTED_ROW = re.compile(f"{_FIELD}(?:,{_FIELD})*")
 
 # A CSV file's path, the file opened in binary, or its lines as strings.
 Source = str | os.PathLike[str] | BinaryIO | Iterable[str]
@@ -203,6 +208,13 @@ def cells(line: Line) -> list[str]:
             fields = next(csv.reader([text], strict=True))
         except csv.Error as error:
             raise MalformedRow(_csv_problem(str(error))) from None
+        if not _QUOTED_ROW.fullmatch(text):
+            # The reader takes a"b as a field; strictly it is a quote out of place, and the
+            # last line of a quoted field that spanned lines looks just like it.
+            raise MalformedRow(
+                "a quote inside an unquoted field (a field that holds a quote is quoted whole, "
+                'each of its quotes doubled: "5"" screen")'
+            )
     if len(fields) > MAX_FIELDS:
         raise MalformedRow(f"{len(fields):,} fields; a row may have at most {MAX_FIELDS:,}")
     for index, value in enumerate(fields, start=1):
