@@ -5,6 +5,10 @@ stops a poison message from looping), results ignored (the ledger is the record)
 timeout well above the longest countdown plus the task time limit, a soft shutdown window, and
 explicit timeouts on the broker connection. Redis is the default broker; on RabbitMQ the same
 settings hold, with durable queues, publisher confirms and a separate Redis for the throttle.
+
+The module-level ``app`` reads the ``SMS_*`` settings only when its configuration is first
+needed, so importing this module reads none; a bad one ends ``celery -A worker ...`` with one
+line naming it and exit code 2 (SettingsRefused), never a traceback.
 """
 
 from __future__ import annotations
@@ -103,10 +107,9 @@ def read_settings() -> Settings:
 def check_worker_settings() -> None:
     """Raise SettingsRefused unless a worker may start on the settings: they read, and its
     throttle would be shared (worker.runtime.require_shared_throttle says why that matters)."""
+    settings = read_settings()
     try:
-        require_shared_throttle(read_settings())
-    except SettingsRefused:
-        raise
+        require_shared_throttle(settings)
     except ConfigError as error:
         raise SettingsRefused(str(error)) from None
 
