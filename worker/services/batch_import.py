@@ -127,18 +127,12 @@ def import_batch(
     with binary_source(source) as stream:
         fingerprint = input_fingerprint(stream, spec)
         lines = _lines(stream)
-        header = _header(lines)
-        columns = find_columns(header, spec)
+        columns = find_columns(_header(lines), spec)
         with sessions() as session:
             try:
-                # The write comes first: on SQLite it takes the database before any read.
-                batch = batches.insert_batch(
-                    session, name=spec.name, account=spec.account, tpl_id=spec.tpl_id,
-                    sign=spec.sign, params=list(spec.params) if spec.params is not None else None,
-                    status=IMPORTING, start_at=spec.start_at, window_end_at=spec.window_end_at,
-                    idempotency_key=key, fingerprint=fingerprint,
-                )  # fmt: skip
+                batch_id = _insert(session, spec, key, fingerprint)
             except IntegrityError:
+                # The key made a batch before, or another create with it has just committed.
                 session.rollback()
                 earlier = None
                 if key is not None:
@@ -148,32 +142,62 @@ def import_batch(
                 if earlier is None:
                     raise
                 return earlier
-            batch_id = batch.id
             if key is None and not allow_duplicate:
                 refuse_duplicate(session, spec.account, fingerprint, settings.now(), batch_id)
-            totals = ImportProgress(0, 0, 0)
-            first: list[Rejected] = []
-            chunk = _Chunk(batch_id)
-            for line in lines:
-                _take(chunk, line, columns, spec)
-                if chunk.rows >= chunk_rows:
-                    totals = _write(session, chunk, totals, first, keep_rejections)
-                    chunk = _Chunk(batch_id)
-                    if progress is not None:
-                        progress(totals)
+            report = _fill(
+                session, settings, batch_id, lines, columns, spec, progress=progress,
+                chunk_rows=chunk_rows, keep_rejections=keep_rejections,
+            )  # fmt: skip
+            session.commit()
+        return report
+
+
+def _insert(session: Session, spec: BatchSpec, key: str | None, fingerprint: str) -> uuid.UUID:
+    """The new batch, ``importing``. The transaction starts with this write: on SQLite it takes
+    the database before any read."""
+    batch = batches.insert_batch(
+        session, name=spec.name, account=spec.account, tpl_id=spec.tpl_id, sign=spec.sign,
+        params=list(spec.params) if spec.params is not None else None, status=IMPORTING,
+        start_at=spec.start_at, window_end_at=spec.window_end_at, idempotency_key=key,
+        fingerprint=fingerprint,
+    )  # fmt: skip
+    return batch.id
+
+
+def _fill(
+    session: Session,
+    settings: Settings,
+    batch_id: uuid.UUID,
+    lines: Iterator[Line],
+    columns: Columns,
+    spec: BatchSpec,
+    *,
+    progress: Callable[[ImportProgress], None] | None,
+    chunk_rows: int,
+    keep_rejections: int,
+) -> ImportReport:
+    """Every data line into the batch, chunk by chunk; then the batch is ``scheduled``. Does not
+    commit."""
+    totals = ImportProgress(0, 0, 0)
+    first: list[Rejected] = []
+    chunk = _Chunk(batch_id)
+    for line in lines:
+        _take(chunk, line, columns, spec)
+        if chunk.rows >= chunk_rows:
             totals = _write(session, chunk, totals, first, keep_rejections)
+            chunk = _Chunk(batch_id)
             if progress is not None:
                 progress(totals)
-            if not totals.rows:
-                raise BatchInputError("the file has a header and no rows; nothing to send")
-            if totals.accepted + totals.rejected != totals.rows:
-                raise RuntimeError(f"import of batch {batch_id} lost track of rows: {totals}")
-            batches.move_batch(
-                session, batch_id, SCHEDULED, from_statuses=(IMPORTING,), now=settings.now()
-            )
-            reasons = batch_rows.rejection_counts(session, batch_id)
-            session.commit()
-        return ImportReport(batch_id, totals.rows, totals.accepted, totals.rejected, reasons, first)
+    totals = _write(session, chunk, totals, first, keep_rejections)
+    if progress is not None:
+        progress(totals)
+    if not totals.rows:
+        raise BatchInputError("the file has a header and no rows; nothing to send")
+    if totals.accepted + totals.rejected != totals.rows:
+        raise RuntimeError(f"import of batch {batch_id} lost track of rows: {totals}")
+    batches.move_batch(session, batch_id, SCHEDULED, from_statuses=(IMPORTING,), now=settings.now())
+    reasons = batch_rows.rejection_counts(session, batch_id)
+    return ImportReport(batch_id, totals.rows, totals.accepted, totals.rejected, reasons, first)
 
 
 def _lines(source: BinaryIO) -> Iterator[Line]:
