@@ -1,15 +1,18 @@
 # syntax=docker/dockerfile:1
+# The base is pinned to an exact release; to pin its digest too, write the line as
+# python:3.11.9-slim-bookworm@sha256:<digest>, the digest from
+# `docker buildx imagetools inspect python:3.11.9-slim-bookworm`.
 # Two stages: the builder turns the source into wheels (ours and every dependency's); the final
 # image installs those wheels and keeps neither the source tree nor any build tooling.
 
-FROM python:3.11-slim AS builder
+FROM python:3.11.9-slim-bookworm AS builder
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY worker ./worker
 COPY migrations ./migrations
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
-FROM python:3.11-slim AS runtime
+FROM python:3.11.9-slim-bookworm AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1

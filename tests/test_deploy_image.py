@@ -35,7 +35,8 @@ def test_final_stage_is_slim_non_root_and_installs_the_built_wheel() -> None:
     assert len(stages()) >= 2
     builder_name = builder[0].split()[-1]
     assert any("pip wheel" in line for line in builder)
-    assert final[0].split()[1] == "python:3.11-slim"
+    assert final[0].split()[1].startswith("python:3.11.")
+    assert "-slim" in final[0].split()[1]
     install = next(i for i, line in enumerate(final) if "pip install" in line)
     assert f"from={builder_name}" in final[install] or f"--from={builder_name}" in final[install]
     users = [line.split()[1] for line in final[install:] if line.upper().startswith("USER ")]
@@ -96,3 +97,11 @@ def test_no_secret_is_set_in_the_image() -> None:
     assert settings, "the final stage sets its Python environment"
     for line in settings:
         assert not re.search(r"APPKEY|TOKEN|PASSWORD|SECRET", line, re.IGNORECASE), line
+
+
+def test_every_base_image_is_pinned_to_an_exact_release() -> None:
+    bases = [stage[0].split()[1] for stage in stages()]
+    for base in bases:
+        exact = re.fullmatch(r"python:\d+\.\d+\.\d+-[\w.-]+(@sha256:[0-9a-f]{64})?", base)
+        assert exact or re.search(r"@sha256:[0-9a-f]{64}$", base), f"{base} floats"
+    assert len(set(bases)) == 1, "builder and runtime build on the same Python"
