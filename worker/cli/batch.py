@@ -155,8 +155,8 @@ def create(
     Columns: mobile (E.164, or national with a nationcode column), optional nationcode, and
     the params of each recipient as param1, param2, ... (or the columns of --params-from) unless
     --param gives them for all. Each row is one line: a quoted field may not span lines. A
-    malformed line (a quote left open, over 64 KiB, over 1,000 fields, a NUL) is rejected with
-    its line number; the other rows are still read.
+    malformed line (a quote left open or out of place, over 64 KiB, over 1,000 fields, a NUL)
+    is rejected with its line number; the other rows are still read.
 
     A creation is not repeated by accident. With --key, running the command again (after an
     error, a timeout, a lost terminal) prints the batch the key made and creates nothing; the
