@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import signal
+import subprocess
 import tempfile
 import time
 import uuid
@@ -114,6 +116,7 @@ def demo(keep: bool, timeout: float, gateway_outage: bool) -> None:
 def _run(console: Console, guard: StopSignals, *, keep: bool, timeout: float, outage: bool) -> int:
     """The demo; the number of messages that did not end as expected."""
     wanted_broker = os.environ.get("SMS_BROKER_URL")
+    _keep_only_demo_settings()
     with ExitStack() as stack:
         # Each thing is acquired with its release registered before a stop can come between.
         with guard.deferred():
@@ -128,13 +131,15 @@ def _run(console: Console, guard: StopSignals, *, keep: bool, timeout: float, ou
             server = stack.enter_context(SimulatorServer(on_worker_clock()))
         if outage:
             server.control.set_faults({"http_503": 1.0})
-        env = _use_demo_settings(
+        env = _with_demo_settings(
             {
                 "SMS_DATABASE_URL": f"sqlite:///{folder / 'sms-ledger.db'}",
                 "SMS_BROKER_URL": broker.url,
                 "SMS_GATEWAY_URL": server.url,
                 "SMS_SDKAPPID": DEFAULT_SDKAPPID,
                 "SMS_APPKEY": DOCUMENTED_EXAMPLE_APPKEY,
+                # Inside the folder: a killed worker does not remove a folder of its own.
+                "PROMETHEUS_MULTIPROC_DIR": str(folder / "metrics"),
             }
         )
         ledger = env["SMS_DATABASE_URL"]
@@ -143,8 +148,11 @@ def _run(console: Console, guard: StopSignals, *, keep: bool, timeout: float, ou
         _line(console, "Gateway", f"simulator at {server.url}")
         worker = celery_worker(env, folder / "worker.log", concurrency=4, cwd=folder)
         beat = celery_beat(env, folder / "beat.log", folder / "beat-schedule", cwd=folder)
-        for process in (worker, beat):
-            _start(process, stack, guard, console)
+        # The worker is killed: its ledger and queues are thrown away, and any shutdown it would
+        # do itself waits out its soft-shutdown window (30 s) for the tasks it holds back for a
+        # retry. Beat stops at SIGTERM.
+        for process, stop_with in ((worker, signal.SIGKILL), (beat, signal.SIGTERM)):
+            _start(process, stop_with, stack, guard, console)
         _line(console, "Worker", f"pid {worker.pid}; beat pid {beat.pid}")
         enqueued = _enqueue(server, console)
         gone = _wait(enqueued, ledger, timeout, (worker, beat), console)
@@ -162,22 +170,34 @@ def _run(console: Console, guard: StopSignals, *, keep: bool, timeout: float, ou
         return len(problems)
 
 
-def _use_demo_settings(settings: dict[str, str]) -> dict[str, str]:
-    """Make ``settings`` this process's whole configuration, and return the children's
-    environment (they run in the temporary folder, so no .env is read either)."""
+def _keep_only_demo_settings() -> None:
+    """Drop every setting of a real setup from this process's environment, and check the ones
+    passed on (exit 2 for a bad one) before anything is made."""
     for name in list(os.environ):
         if name in NOT_PASSED or (name.startswith(NOT_PASSED_PREFIXES) and name not in PASSED_ON):
             del os.environ[name]
-    os.environ.update(settings)
     try:
         load_settings(env_file=None)
     except ConfigError as error:
         fail(str(error), BAD_INPUT, cause=error)
+
+
+def _with_demo_settings(settings: dict[str, str]) -> dict[str, str]:
+    """Add ``settings`` to this process's configuration, and return the children's environment
+    (they run in the temporary folder, so no .env is read either)."""
+    os.environ.update(settings)
+    load_settings(env_file=None)  # the demo's own values: a failure here is a bug, not input
     return dict(os.environ)
 
 
-def _start(process: ManagedProcess, stack: ExitStack, guard: StopSignals, console: Console) -> None:
-    stack.callback(process.stop)
+def _start(
+    process: ManagedProcess,
+    stop_with: signal.Signals,
+    stack: ExitStack,
+    guard: StopSignals,
+    console: Console,
+) -> None:
+    stack.callback(_stop, process, stop_with)
     try:
         with guard.deferred():
             process.start()
@@ -187,6 +207,14 @@ def _start(process: ManagedProcess, stack: ExitStack, guard: StopSignals, consol
         fail(
             f"the {process.name} did not start (exit code {code}); its log is above", cause=failure
         )
+
+
+def _stop(process: ManagedProcess, stop_with: signal.Signals) -> None:
+    """``stop_with``, and SIGKILL when the process has not exited after a bounded wait."""
+    try:
+        process.kill(stop_with)
+    except subprocess.TimeoutExpired:
+        process.kill(signal.SIGKILL)
 
 
 def _show_log(process: ManagedProcess, console: Console) -> None:

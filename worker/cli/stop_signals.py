@@ -16,8 +16,9 @@ from types import FrameType
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-class Stopped(Exception):  # not an error: someone asked the command to stop
-    """A stop was asked for with ``signum``."""
+class Stopped(BaseException):
+    """A stop was asked for with ``signum``. Not an Exception, like KeyboardInterrupt: code that
+    handles any error (and carries on) must not swallow it."""
 
     def __init__(self, signum: int) -> None:
         self.signum = signum
