@@ -202,7 +202,7 @@ def test_the_command_imports_and_summarises(
     cancelled = runner.invoke(main, ["batch", "cancel", batch["id"]])
     assert cancelled.exit_code == 0 and "1 queued message(s)" in cancelled.output
     again = runner.invoke(main, ["batch", "cancel", batch["id"]])
-    assert again.exit_code == 2
+    assert again.exit_code == 0, again.output  # cancelling twice is not an error
 
 
 def test_opt_out_commands(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
