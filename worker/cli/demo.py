@@ -142,6 +142,7 @@ def _run(console: Console, guard: StopSignals, *, keep: bool, timeout: float, ou
                 "PROMETHEUS_MULTIPROC_DIR": str(folder / "metrics"),
             }
         )
+        Path(env["PROMETHEUS_MULTIPROC_DIR"]).mkdir()  # prometheus-client writes, never makes it
         ledger = env["SMS_DATABASE_URL"]
         upgrade(ledger)
         _line(console, "Ledger", f"{ledger} (migrated)")
