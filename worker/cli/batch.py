@@ -7,42 +7,42 @@ an offset are Beijing time.
 
 from __future__ import annotations
 
-import io
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import click
-from rich.console import Group
 from rich.live import Live
-from rich.progress import BarColumn, DownloadColumn, Progress, TaskProgressColumn, TextColumn
 
-from worker import clock
-from worker.batches import Batches, BatchStatus
+from worker.batches import Batches
+from worker.cli.batch_views import (
+    batch_ended,
+    batches_table,
+    import_bar,
+    print_import_report,
+    status_view,
+)
 from worker.cli.common import BAD_INPUT, current_settings, fail, ledger_sessions
 from worker.cli.output import (
     CSV,
     JSON,
     TABLE,
-    DataTable,
     data_console,
     echo_csv,
     echo_json,
     emit,
     format_option,
-    line,
-    literal,
     raw_option,
     show,
 )
 from worker.ledger import batch_models as batch_states
-from worker.ledger.batch_models import DISPATCHABLE, FINISHED, SmsBatch
+from worker.ledger.batch_models import SmsBatch
 from worker.ledger.status import MESSAGE_STATUSES
-from worker.services.batch_import import BatchInputError, ImportProgress, ImportReport
-from worker.services.waits import BEIJING, sending_window_note
+from worker.services.batch_import import BatchInputError
+from worker.services.waits import BEIJING
 from worker.tencent import InvalidInput
 
 REJECTION_COLUMNS = ("line", "reason", "detail", "row")
@@ -73,10 +73,6 @@ def _when(value: str, option: str) -> datetime:
             cause=error,
         )
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=BEIJING)
-
-
-def _beijing(moment: datetime | None) -> str:
-    return moment.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M") if moment else "-"
 
 
 def _batch_id(batches: Batches, given: str) -> uuid.UUID:
@@ -185,7 +181,7 @@ def create(
         raw = open(file, "rb")  # noqa: SIM115 - closed below; its position drives the bar
     except OSError as error:
         fail(f"cannot read {file}: {error.strerror}", BAD_INPUT, cause=error)
-    with raw, _batches() as batches, _import_bar(raw) as show:
+    with raw, _batches() as batches, import_bar(raw) as show:
         report = batches.create(
             raw, template=template, sign=sign, account=account,
             params=params or None, params_from=columns, param_count=param_count,
@@ -195,53 +191,7 @@ def create(
         )  # fmt: skip
     if not report.created:
         click.echo(f"batch {report.batch_id} was created before with this key; nothing new")
-    _print_report(report)
-
-
-@contextmanager
-def _import_bar(raw: io.BufferedReader) -> Iterator[Callable[[ImportProgress], None]]:
-    """A progress bar over the file's bytes, fed after every imported chunk."""
-    size = max(1, _size(raw))
-    columns = (
-        TextColumn("importing"), BarColumn(), TaskProgressColumn(), DownloadColumn(),
-        TextColumn("{task.fields[rows]} rows, {task.fields[rejected]} rejected", markup=False),
-    )  # fmt: skip
-    with Progress(*columns, console=data_console(stderr=True), transient=True) as bar:
-        task = bar.add_task("import", total=size, rows=0, rejected=0)
-
-        def show(progress: ImportProgress) -> None:
-            bar.update(task, completed=raw.tell(), rows=progress.rows, rejected=progress.rejected)
-
-        yield show
-
-
-def _size(raw: io.BufferedReader) -> int:
-    try:
-        return raw.seek(0, io.SEEK_END)
-    finally:
-        raw.seek(0)
-
-
-def _print_report(report: ImportReport) -> None:
-    console = data_console()
-    console.print(
-        line("batch ", literal(report.batch_id, "bold"), f": {report.rows} rows, ",
-             literal(f"{report.accepted} accepted", "green"), ", ",
-             literal(f"{report.rejected} rejected", "red"))
-    )  # fmt: skip
-    if report.reasons:
-        console.print(
-            line("rejected: ", ", ".join(f"{r} {n}" for r, n in sorted(report.reasons.items())))
-        )
-    if report.first_rejections:
-        table = DataTable(title="First rejections", title_justify="left")
-        for column in ("line", "reason", "detail", "row"):
-            table.add_column(column, overflow="fold")
-        for item in report.first_rejections:
-            table.add_row(str(item.line_no), item.reason, item.detail, item.raw)
-        console.print(table)
-        if report.rejected > len(report.first_rejections):
-            console.print(line(f"all of them: sms-worker batch rejections {report.batch_id}"))
+    print_import_report(report)
 
 
 @batch.command("list")
@@ -261,22 +211,7 @@ def list_batches(limit: int, output_format: str, raw: bool) -> None:
     with _batches() as batches:
         found = batches.recent(limit)
     emit([b.summary() for b in found], output_format, columns=SUMMARY_COLUMNS,
-         table=lambda: _batches_table(found), raw=raw)  # fmt: skip
-
-
-def _batches_table(found: list[SmsBatch]) -> DataTable:
-    # Ids are cut to 8 characters: any unique prefix names a batch in the other commands.
-    table = DataTable(title="Batches (times in Beijing)", title_justify="left")
-    for column in ("id", "name", "account", "status", "start", "window end", "rows", "accepted"):
-        table.add_column(column, overflow="fold", no_wrap=column in ("id", "status"))
-    for found_batch in found:
-        table.add_row(
-            str(found_batch.id)[:8], found_batch.name, found_batch.account,
-            found_batch.status, _beijing(found_batch.start_at),
-            _beijing(found_batch.window_end_at), str(found_batch.total_rows),
-            str(found_batch.accepted),
-        )  # fmt: skip
-    return table
+         table=lambda: batches_table(found), raw=raw)  # fmt: skip
 
 
 @batch.command()
@@ -313,57 +248,16 @@ def status(batch_id: str, follow: bool, interval: float, output_format: str, raw
                      [*SUMMARY_COLUMNS, *MESSAGE_STATUSES], raw=raw)  # fmt: skip
             return
         if not follow:
-            show(_status_view(current))
+            show(status_view(current))
             return
         try:
-            with Live(_status_view(current), console=data_console(), refresh_per_second=4) as live:
-                while not _ended(current):
+            with Live(status_view(current), console=data_console(), refresh_per_second=4) as live:
+                while not batch_ended(current):
                     time.sleep(interval)
                     current = batches.status(found)
-                    live.update(_status_view(current))
+                    live.update(status_view(current))
         except KeyboardInterrupt:
             pass
-
-
-def _ended(current: BatchStatus) -> bool:
-    return current.batch.status in FINISHED and current.settled == current.batch.accepted
-
-
-def _status_view(current: BatchStatus) -> Group:
-    found: SmsBatch = current.batch
-    head = DataTable(show_header=False, box=None)
-    for label, value in (
-        ("batch", f"{found.id} ({found.name})"),
-        ("status", found.status),
-        ("account", found.account),
-        ("template", f"{found.tpl_id}, sign {found.sign or '(account default)'}"),
-        ("schedule", f"{_beijing(found.start_at)} to {_beijing(found.window_end_at)} Beijing"),
-        ("rows", f"{found.total_rows}: {found.accepted} accepted, {found.rejected} rejected"),
-    ):
-        head.add_row(label, value)
-    waiting = (
-        sending_window_note(clock.now(), found.start_at) if found.status in DISPATCHABLE else None
-    )
-    if waiting is not None:
-        head.add_row("waiting", waiting)
-    states = DataTable(title="Messages", title_justify="left")
-    shown = [s for s in MESSAGE_STATUSES if current.messages.get(s)]
-    for state in shown:
-        states.add_column(state, justify="right")
-    states.add_row(*(str(current.messages[s]) for s in shown))
-    bar = Progress(
-        TextColumn("settled"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.completed}/{task.total}", markup=False),
-    )
-    bar.add_task("settled", total=max(1, found.accepted), completed=current.settled)
-    parts: list[Any] = [head, states, bar]
-    if current.rejections:
-        parts.append(
-            line("rejected: ", ", ".join(f"{r} {n}" for r, n in sorted(current.rejections.items())))
-        )
-    return Group(*parts)
 
 
 @batch.command()
