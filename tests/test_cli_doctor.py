@@ -236,11 +236,11 @@ def test_a_queue_no_worker_consumes_fails_naming_it(
     healthy: dict[str, str], idle_broker_url: str, tmp_path: Path
 ) -> None:
     environment = {**healthy, "SMS_BROKER_URL": idle_broker_url}
-    with celery_worker(
+    worker = celery_worker(
         child_environment(environment), tmp_path / "worker.log", queues=[QUEUE_TRANSACTIONAL],
         concurrency=1, name="doctor-test", cwd=tmp_path,
-    ) as worker:  # fmt: skip
-        worker.start(READY_TIMEOUT_SECONDS)
+    )  # fmt: skip
+    with worker.start(READY_TIMEOUT_SECONDS):  # stopped on the way out, whatever happens
         code, found = checks(environment, tmp_path)
     assert code == 1
     assert statuses(found) == all_ok_but(workers="FAIL")

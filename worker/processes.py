@@ -54,6 +54,10 @@ class ManagedProcess:
         return self.process is not None and self.process.poll() is None
 
     def start(self, timeout: float = READY_TIMEOUT_SECONDS) -> ManagedProcess:
+        if self.process is not None and self.running:
+            # A second start would lose the first process, which would go on consuming its
+            # queues unseen (and take the tasks of whoever uses that broker next).
+            raise ProcessFailed(f"{self.name} is running already (pid {self.process.pid})")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
