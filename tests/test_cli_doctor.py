@@ -13,11 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from redis import Redis
 
 from tests.fixtures.databases import fresh_postgresql_database
 from tests.fixtures.pipeline import Pipeline, child_environment
-from tests.fixtures.redis import _CLAIM_IF_EMPTY, DATABASES, OWNER_KEY, redis_database_url
 from tests.fixtures.simulator import APPKEY, SDKAPPID, CallbackReceiver
 from worker.ledger.migrate import upgrade
 from worker.processes import celery_worker
@@ -53,23 +51,6 @@ def healthy(pipeline: Pipeline, simulator: SimulatorServer) -> dict[str, str]:
         "SMS_SDKAPPID": SDKAPPID,
         "SMS_APPKEY": APPKEY,
     }
-
-
-@pytest.fixture
-def idle_broker_url(redis_owner: str) -> Iterator[str]:
-    """A Redis database of this test alone, which no worker consumes: claimed empty, flushed."""
-    for db in DATABASES:
-        client = Redis.from_url(redis_database_url(db))
-        try:
-            if client.eval(_CLAIM_IF_EMPTY, 1, OWNER_KEY, f"{redis_owner}-idle"):
-                try:
-                    yield redis_database_url(db)
-                finally:
-                    client.flushdb()
-                return
-        finally:
-            client.close()
-    raise RuntimeError(f"no empty database among {DATABASES.start}..{DATABASES.stop - 1}")
 
 
 def doctor(

@@ -161,9 +161,10 @@ def test_a_hostile_env_file_and_a_real_setups_variables_change_nothing(
 
 
 def test_a_deployments_worker_on_the_same_redis_takes_none_of_the_demos_tasks(
-    start_demo: StartDemo, tmp_path: Path, redis_client: Redis, redis_db: int
+    start_demo: StartDemo, tmp_path: Path, idle_broker_url: str
 ) -> None:
-    shared = redis_database_url(redis_db)
+    # A database no other worker of this run consumes: the rival must be the only taker there.
+    shared = idle_broker_url
     ledger = f"sqlite:///{tmp_path / 'deployment.db'}"
     upgrade(ledger)
     deployment = pipeline_environment(ledger, shared, "http://127.0.0.1:9")
