@@ -9,7 +9,6 @@ FROM python:3.11.9-slim-bookworm AS builder
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY worker ./worker
-COPY migrations ./migrations
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11.9-slim-bookworm AS runtime

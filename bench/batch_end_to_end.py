@@ -51,12 +51,12 @@ from bench.pipeline_throughput import (
     simulator_process,
     worker_environment,
 )
+from worker.celery.routing import QUEUE_MAINTENANCE, QUEUE_MARKETING
 from worker.ledger.db import make_engine, session_factory
 from worker.ledger.models import SmsAttempt, SmsMessage
 from worker.ledger.status import BILLABLE, QUEUED, SENDING, SENT
-from worker.processes import ManagedProcess, celery_beat, celery_worker
-from worker.routing import QUEUE_MAINTENANCE, QUEUE_MARKETING
-from worker.services.waits import seconds_until_beijing_hour
+from worker.runners.processes import ManagedProcess, celery_beat, celery_worker
+from worker.services.sending.waits import seconds_until_beijing_hour
 from worker.simulator.control import SimulatorControl
 
 TARGET_RATIO = 2.0
@@ -213,11 +213,11 @@ def end_to_end(
 
 def profile_chunks(sms: Mapping[str, str], chunks: int) -> None:
     """Claim ``chunks`` chunks of a new batch with the dispatcher and send them here, profiled."""
-    from worker.batches import Batches
+    from worker.api.batches import Batches
+    from worker.celery.runtime import Runtime
     from worker.config import load_settings
-    from worker.runtime import Runtime
-    from worker.services.batches import Dispatcher, dispatch_due_batches
-    from worker.services.group_send import send_chunk
+    from worker.services.dispatch import Dispatcher, dispatch_due_batches
+    from worker.services.sending.group import send_chunk
 
     settings = settings_under(sms, load_settings)
     current = Runtime.build(settings)

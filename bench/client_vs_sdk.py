@@ -11,7 +11,8 @@ distinct number each, every answer checked for result 0):
 
 The SDK's bundled response reader calls ``json.loads(..., encoding=...)``, which Python 3.9
 removed; both SDK senders are handed, through its documented ``httpclient`` hook, a client whose
-reader works, the shipped one otherwise unchanged (tests/test_official_sdk.py does the same).
+reader works, the shipped one otherwise unchanged
+(tests/simulator/test_official_sdk.py does the same).
 
 The simulator runs in its own process at zero latency (``sms-worker simulator``), so a
 request's time is the two processes' work. CPU is ``time.process_time`` of this process alone:

@@ -2,7 +2,8 @@
 
 Pipeline: ``Producer.enqueue_many`` writes N messages (distinct numbers, one template) to a
 PostgreSQL ledger and publishes their ``sms.send`` tasks to Redis; a Celery worker subprocess
-(``celery -A worker worker``, as ``worker.processes.celery_worker`` starts it) claims, throttles,
+(``celery -A worker worker``, as ``worker.runners.processes.celery_worker`` starts it) claims,
+throttles,
 signs, posts to the gateway simulator (its own process, zero latency) and records each one. The
 clock runs from the start of ``enqueue_many`` until the ledger counts N ``sent``.
 
@@ -53,12 +54,12 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
+from worker.celery.routing import QUEUE_TRANSACTIONAL
 from worker.ledger.db import database_url, make_engine, session_factory
 from worker.ledger.messages import count_by_status
 from worker.ledger.migrate import upgrade
 from worker.ledger.status import SENT
-from worker.processes import ManagedProcess, celery_worker
-from worker.routing import QUEUE_TRANSACTIONAL
+from worker.runners.processes import ManagedProcess, celery_worker
 from worker.simulator.control import SimulatorControl
 
 TARGET_RATIO = 0.6
@@ -93,7 +94,7 @@ def __getattr__(name: str) -> Any:
     """``baseline_app``, built on first use: the app of the baseline worker process."""
     if name != "baseline_app":
         raise AttributeError(name)
-    from worker.celery import make_app
+    from worker.celery.application import make_app
     from worker.config import load_settings
 
     app = make_app(load_settings())
@@ -242,7 +243,7 @@ def tree_cpu_seconds(pid: int) -> float:
 @dataclass
 class Bench:
     sessions: sessionmaker[Session]
-    producer: Any  # worker.producer.Producer
+    producer: Any  # worker.api.producer.Producer
     celery_app: Celery
     redis: Redis
     gateway: SimulatorControl
@@ -276,7 +277,7 @@ class Bench:
         """Seconds from the first publish until the broker holds none of ``count`` no-ops."""
         started = time.perf_counter()
         for _ in range(count):
-            # As worker.tasks.make_publisher publishes a send, with a task id of our own.
+            # As worker.celery.tasks.make_publisher publishes a send, with a task id of our own.
             self.celery_app.send_task(
                 NOOP_TASK, args=[], task_id=str(uuid.uuid4()), queue=QUEUE_TRANSACTIONAL
             )
@@ -345,10 +346,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keep-logs", action="store_true", help="print the log folder")
     args = parser.parse_args(argv)
 
-    from worker.celery import make_app
+    from worker.api.producer import Producer
+    from worker.celery.application import make_app
+    from worker.celery.tasks import make_publisher
     from worker.config import load_settings
-    from worker.producer import Producer
-    from worker.tasks import make_publisher
 
     load_before = os.getloadavg()
     results: dict[str, dict[str, list[tuple[float, float]]]] = {}

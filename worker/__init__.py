@@ -1,7 +1,7 @@
 """sms-worker: a delivery worker for Tencent Cloud's v5 SMS API.
 
 The producer API lives here: ``worker.enqueue(...)`` and ``worker.enqueue_many(...)`` (see
-``worker.producer``); a bad argument raises ``InvalidInput``, and an idempotency key used before
+``worker.api.producer``); a bad argument raises ``InvalidInput``, and an idempotency key used before
 for a different message ``IdempotencyConflict``. ``celery -A worker`` finds the Celery app in
 ``worker.celery``. Importing ``worker`` reads no settings; it and ``worker.tencent`` alone pull
 in neither the database nor Celery.
@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from worker.idempotency import IdempotencyConflict
-    from worker.producer import Enqueued, Producer
+    from worker.api.idempotency import IdempotencyConflict
+    from worker.api.producer import Enqueued, Producer
     from worker.tencent import InvalidInput
 
 __all__ = [
@@ -38,9 +38,9 @@ def default_producer() -> Producer:
     if _producer is None:
         with _lock:
             if _producer is None:
-                from worker.producer import Producer
-                from worker.runtime import runtime
-                from worker.tasks import publish_send
+                from worker.api.producer import Producer
+                from worker.celery.runtime import runtime
+                from worker.celery.tasks import publish_send
 
                 current = runtime()
                 _producer = Producer(current.settings, current.sessions, publish_send)
@@ -48,27 +48,27 @@ def default_producer() -> Producer:
 
 
 def enqueue(to: str, **options: Any) -> Enqueued:
-    """Accept one SMS for sending; see ``worker.producer.Producer.enqueue``."""
+    """Accept one SMS for sending; see ``worker.api.producer.Producer.enqueue``."""
     return default_producer().enqueue(to, **options)
 
 
 def enqueue_many(recipients: Any, **options: Any) -> list[Enqueued]:
-    """Accept the same SMS to many recipients; see ``worker.producer.Producer.enqueue_many``."""
+    """Accept the same SMS to many recipients; see ``worker.api.producer.Producer.enqueue_many``."""
     return default_producer().enqueue_many(recipients, **options)
 
 
 def __getattr__(name: str) -> Any:
     if name in ("Enqueued", "Producer"):
-        import worker.producer
+        import worker.api.producer
 
-        return getattr(worker.producer, name)
+        return getattr(worker.api.producer, name)
     if name == "InvalidInput":
         from worker.tencent import InvalidInput
 
         return InvalidInput
     if name == "IdempotencyConflict":
         # Its own small module: catching it pulls in neither the database nor Celery.
-        from worker.idempotency import IdempotencyConflict
+        from worker.api.idempotency import IdempotencyConflict
 
         return IdempotencyConflict
     raise AttributeError(name)

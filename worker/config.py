@@ -182,7 +182,7 @@ class Settings(BaseSettings):
     # SMS_METRICS_HOST: the address it listens on (0.0.0.0 for a scraper on another host).
     metrics_port: Annotated[int, Field(ge=1, le=65535)] | None = None
     metrics_host: str = "127.0.0.1"
-    # SMS_LOG_FORMAT: text (the default) or json, one object per line (see worker.logs).
+    # SMS_LOG_FORMAT: text (the default) or json, one object per line (worker.observability.logs).
     log_format: Literal["text", "json"] = "text"
     # Simulated time, for demos and tests against the simulator: the worker acts as if its clock
     # read this many seconds later (quiet hours, deadlines, the signed `time`). 0 in production.
@@ -229,7 +229,7 @@ class Settings(BaseSettings):
 
     @property
     def throttle_redis_url(self) -> str | None:
-        """The Redis of the shared throttle; None when there is none (see worker.runtime)."""
+        """The Redis of the shared throttle; None when there is none (see worker.celery.runtime)."""
         if self.redis_url is not None:
             return self.redis_url
         if urlsplit(self.broker_url).scheme in ("redis", "rediss"):

@@ -34,15 +34,15 @@ from tests.fixtures.pipeline import (
     settings_under,
 )
 from tests.fixtures.simulator import LONG_PARAMS, SIGN, TPL_LONG
-from worker.celery import make_app
+from worker.api.producer import Producer
+from worker.celery.application import make_app
+from worker.celery.tasks import make_publisher
 from worker.config import Settings
 from worker.ledger.db import make_engine, session_factory
 from worker.ledger.models import SmsMessage
 from worker.ledger.status import CLAIMABLE, SENDING
-from worker.processes import ManagedProcess, celery_beat
-from worker.producer import Producer
+from worker.runners.processes import ManagedProcess, celery_beat
 from worker.simulator.control import SimulatorControl
-from worker.tasks import make_publisher
 
 CHAOS_SETTINGS = {
     "SMS_LEASE_SECONDS": "10",

@@ -21,10 +21,10 @@ from sqlalchemy import func, select
 from tests.chaos.harness import SIZE, ChaosRun, case_timeout, scaled
 from tests.chaos.system import ChaosSystem, mainland_numbers
 from tests.fixtures.simulator import MARKETING_PARAMS, SIGN, TPL_MARKETING
-from worker.batches import Batches
+from worker.api.batches import Batches
 from worker.ledger.models import SmsMessage
 from worker.ledger.status import BILLABLE, QUEUED, SENDING
-from worker.services.waits import BEIJING, MARKETING_CLOSES, MARKETING_OPENS
+from worker.services.sending.waits import BEIJING, MARKETING_CLOSES, MARKETING_OPENS
 
 # How long a batch takes at its account's rate: several dispatcher ticks (5 s each).
 BATCH_SECONDS = scaled(15, 60)

@@ -10,11 +10,11 @@ from worker.cli.batch import batch
 from worker.cli.common import DEBUG_KEY, PROGRAM, check_settings
 from worker.cli.demo import demo
 from worker.cli.doctor import doctor
-from worker.cli.group import SectionedGroup
 from worker.cli.ledger import ledger
 from worker.cli.migrate import migrate
 from worker.cli.optout import optout
 from worker.cli.receiver import receiver
+from worker.cli.sections import SectionedGroup
 from worker.cli.send import send
 from worker.cli.simulator import simulator
 

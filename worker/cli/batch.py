@@ -17,7 +17,7 @@ from typing import NoReturn
 import click
 from rich.live import Live
 
-from worker.batches import Batches
+from worker.api.batches import Batches
 from worker.cli.batch_views import (
     batch_ended,
     batches_table,
@@ -42,7 +42,7 @@ from worker.ledger import batch_models as batch_states
 from worker.ledger.batch_models import SmsBatch
 from worker.ledger.status import MESSAGE_STATUSES
 from worker.services.batch_import import BatchInputError
-from worker.services.waits import BEIJING
+from worker.services.sending.waits import BEIJING
 from worker.tencent import InvalidInput
 
 REJECTION_COLUMNS = ("line", "reason", "detail", "row")

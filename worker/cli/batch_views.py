@@ -15,12 +15,12 @@ from rich.console import Group
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskProgressColumn, TextColumn
 
 from worker import clock
-from worker.batches import BatchStatus
+from worker.api.batches import BatchStatus
 from worker.cli.output import DataTable, data_console, line, literal
 from worker.ledger.batch_models import DISPATCHABLE, FINISHED, SmsBatch
 from worker.ledger.status import MESSAGE_STATUSES
 from worker.services.batch_import import ImportProgress, ImportReport
-from worker.services.waits import BEIJING, sending_window_note
+from worker.services.sending.waits import BEIJING, sending_window_note
 
 
 def beijing_time(moment: datetime | None) -> str:

@@ -29,7 +29,9 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.orm import Session
 
-from worker.celery import make_app
+from worker.api.producer import Producer
+from worker.celery.application import make_app
+from worker.celery.tasks import make_publisher
 from worker.cli.common import BAD_INPUT, fail
 from worker.cli.demo_broker import own_broker
 from worker.cli.demo_ledger import print_ledger
@@ -39,12 +41,10 @@ from worker.ledger import attempts, messages
 from worker.ledger.db import make_engine, session_factory
 from worker.ledger.migrate import upgrade
 from worker.ledger.status import CLAIMABLE, DELIVERED, FAILED, NOTIFICATION, SENT, VERIFICATION
-from worker.processes import ManagedProcess, ProcessFailed, celery_beat, celery_worker
-from worker.producer import Producer
+from worker.runners.processes import ManagedProcess, ProcessFailed, celery_beat, celery_worker
 from worker.simulator.config import on_worker_clock
 from worker.simulator.defaults import DEFAULT_SDKAPPID, DOCUMENTED_EXAMPLE_APPKEY
 from worker.simulator.server import SimulatorServer
-from worker.tasks import make_publisher
 from worker.tencent import InvalidInput
 
 WAIT_SECONDS = 90.0

@@ -16,11 +16,11 @@ from kombu.utils.url import maybe_sanitize_url
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from worker.celery.routing import QUEUES
+from worker.celery.runtime import require_shared_throttle
 from worker.cli.common import first_line
 from worker.cli.doctor_results import CheckResult, failed, passed
 from worker.config import ConfigError, Settings
-from worker.routing import QUEUES
-from worker.runtime import require_shared_throttle
 
 WORKER_COMMAND = "celery -A worker worker"
 
@@ -68,7 +68,7 @@ def check_workers(settings: Settings, timeout: float) -> CheckResult:
     The answers are collected until every queue has a consumer (a healthy setup answers at
     once), or until no answer came for ``timeout`` seconds.
     """
-    from worker.celery import make_app  # Celery only for this check
+    from worker.celery.application import make_app  # Celery only for this check
 
     name = "workers"
     consumers: dict[str, set[str]] = {}

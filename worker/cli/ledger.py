@@ -45,7 +45,7 @@ from worker.cli.output import (
 from worker.config import ConfigError, Settings
 from worker.ledger.usage_models import SmsDailyUsage
 from worker.services import finance
-from worker.services.waits import BEIJING
+from worker.services.sending.waits import BEIJING
 from worker.tencent import GatewayError, SmsClient
 
 PROGRESS_EVERY = 1000  # rows between two updates of the export's progress line

@@ -13,8 +13,8 @@ import phonenumbers
 
 from worker.cli.output import DataTable, plain, visible
 from worker.ledger.usage import FIGURES
-from worker.services.reconcile import HourCheck, Reconciliation
-from worker.services.waits import BEIJING
+from worker.services.reconciliation import HourCheck, Reconciliation
+from worker.services.sending.waits import BEIJING
 
 # Short headers, so a grouped summary fits a terminal.
 _LABELS = {

@@ -17,7 +17,7 @@ from worker.cli.common import (
 )
 from worker.ledger import migrate as migrations
 from worker.ledger.db import make_engine, session_factory
-from worker.logs import configure_logging, known_secrets
+from worker.observability.logs import configure_logging, known_secrets
 from worker.receiver import (
     DEFAULT_MAX_BODY_BYTES,
     AsgiServer,
@@ -26,7 +26,7 @@ from worker.receiver import (
     make_receiver_app,
     serve_forever,
 )
-from worker.server_limits import (
+from worker.runners.limits import (
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_READ_TIMEOUT,

@@ -124,10 +124,10 @@ def send(
     """
     settings = current_settings()
 
-    # Imported here: worker.tasks builds the module-level Celery app from the environment.
-    from worker.celery import make_app
-    from worker.producer import Producer
-    from worker.tasks import make_publisher
+    # Imported here: worker.celery.tasks builds the module-level Celery app from the environment.
+    from worker.api.producer import Producer
+    from worker.celery.application import make_app
+    from worker.celery.tasks import make_publisher
 
     engine = make_engine(settings.database_url)
     celery_app = make_app(settings)

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import click
 
-from worker.asgi import serve_forever
 from worker.cli.common import (
     BAD_INPUT,
     FAILURE,
@@ -15,6 +14,7 @@ from worker.cli.common import (
     listen_options,
     log_level_option,
 )
+from worker.runners.asgi import serve_forever
 from worker.simulator.config import ConfigError, SimulatorConfig, load_config
 from worker.simulator.control_auth import TOKEN_FILE_VARIABLE, TOKEN_VARIABLE
 from worker.simulator.defaults import DEFAULT_SDKAPPID

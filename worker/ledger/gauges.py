@@ -1,4 +1,4 @@
-"""Read-only queries behind the scrape-time gauges of ``worker.metrics_server``.
+"""Read-only queries behind the scrape-time gauges of ``worker.observability.endpoint``.
 
 Each is bounded and rides an index: ``(status, not_before)`` of ``sms_messages`` for the queue,
 ``sms_accounts`` for pauses, ``(status, start_at)`` of ``sms_batches`` and the

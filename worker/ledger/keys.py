@@ -1,4 +1,4 @@
-"""Queries on idempotency keys (see worker.idempotency for what a key means)."""
+"""Queries on idempotency keys (see worker.api.idempotency for what a key means)."""
 
 from __future__ import annotations
 

@@ -286,7 +286,7 @@ def messages_to_sweep(
     are due and were last touched before ``queued_older_than`` (their task was lost, or their
     ``not_before`` has come). Messages of a paused account are left where they are until it is
     resumed. Messages of a batch are left to the batch dispatcher, which sends them in groups
-    (worker.services.batches). Publishing one twice is harmless: the claim is conditional.
+    (worker.services.dispatch). Publishing one twice is harmless: the claim is conditional.
     Locks: none.
     """
     lost = select(SmsMessage.id).where(

@@ -1,6 +1,6 @@
 """Apply the ledger's Alembic migrations from code: no alembic.ini, works from any directory.
 
-The migration scripts ship inside the package as ``worker.migrations``.
+The migration scripts ship inside the package as ``worker.ledger.migrations``.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from worker.ledger.db import make_migration_engine
 
 def alembic_config() -> Config:
     config = Config()
-    # The scripts install as the package worker.migrations (mapped from the top-level folder).
-    spec = importlib.util.find_spec("worker.migrations")
+    # The scripts ship as a package, so this works from any directory and from a wheel.
+    spec = importlib.util.find_spec("worker.ledger.migrations")
     if spec is None or spec.origin is None:
-        raise RuntimeError("the package worker.migrations is not installed")
+        raise RuntimeError("the package worker.ledger.migrations is not installed")
     config.set_main_option("script_location", str(Path(spec.origin).parent))
     return config
 
@@ -50,7 +50,7 @@ def current(url: str) -> str | None:
 def head() -> str:
     """The newest revision the installed package knows."""
     revision = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert revision is not None, "worker.migrations holds no revision"
+    assert revision is not None, "worker.ledger.migrations holds no revision"
     return revision
 
 

@@ -3,7 +3,7 @@
 ``sms_messages`` holds one row per logical SMS to one number; ``sms_attempts`` is the append-only
 audit of every HTTP attempt. See DESIGN.md 4.1. ``sms_accounts`` holds what the ledger knows of
 an account beyond its configuration: whether it is paused. A change here needs a migration in
-migrations/; tests/test_migrations.py fails while the two disagree.
+migrations/; tests/ledger/test_migrations.py fails while the two disagree.
 """
 
 from __future__ import annotations

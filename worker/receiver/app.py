@@ -33,7 +33,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from worker.metrics import (
+from worker.observability.metrics import (
     BAD_BODY,
     INCOMPLETE_BODY,
     LEDGER_UNAVAILABLE,

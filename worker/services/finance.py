@@ -7,7 +7,7 @@ rows for, and queries the live tables for the rest (today, partial days, days ne
 so a month's summary costs a few small queries and stays exact.
 
 Money is ``Decimal`` from ``Numeric`` columns, multiplied and summed in Python, never float.
-Reconciliation with the gateway lives in ``worker.services.reconcile`` and is re-exported here.
+Reconciliation with the gateway lives in ``worker.services.reconciliation`` and is re-exported here.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from worker.ledger import usage
 from worker.ledger.models import SmsAttempt, SmsMessage
 from worker.ledger.usage import FIGURES, Usage, UsageFigures, UsageKey
 from worker.ledger.usage_models import ANY, SmsPrice
-from worker.services.reconcile import Reconciliation, TemplateBook, reconcile
-from worker.services.waits import BEIJING
+from worker.services.reconciliation import Reconciliation, TemplateBook, reconcile
+from worker.services.sending.waits import BEIJING
 
 __all__ = [
     "DIMENSIONS",

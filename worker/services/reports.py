@@ -27,14 +27,15 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker import clock, metrics
+from worker import clock
 from worker.ledger import reports as ledger
 from worker.ledger.messages import transition
 from worker.ledger.optouts import add_opt_out
 from worker.ledger.report_models import REPORT_SOURCES, SmsDeliveryReport, SmsReply
 from worker.ledger.status import AWAITING_REPORT, DELIVERED, UNDELIVERED
 from worker.ledger.types import text_problem
-from worker.services.waits import BEIJING
+from worker.observability import metrics
+from worker.services.sending.waits import BEIJING
 from worker.tencent.types import REPORT_FAIL, REPORT_SUCCESS, DeliveryReport, Reply
 
 log = logging.getLogger(__name__)

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 
-from worker.asgi import AsgiServer, ServerError, serve_forever
-from worker.server_limits import ServerLimits
+from worker.runners.asgi import AsgiServer, ServerError, serve_forever
+from worker.runners.limits import ServerLimits
 from worker.simulator.app import SimulatorApp
 from worker.simulator.config import SimulatorConfig, default_config
 from worker.simulator.control import SimulatorControl
