@@ -51,7 +51,7 @@ from bench.pipeline_throughput import (
     simulator_process,
     worker_environment,
 )
-from worker.celery.routing import QUEUE_MAINTENANCE, QUEUE_MARKETING
+from worker.celery.routing import DISPATCH_EVERY_SECONDS, QUEUE_MAINTENANCE, QUEUE_MARKETING
 from worker.ledger.db import make_engine, session_factory
 from worker.ledger.models import SmsAttempt, SmsMessage
 from worker.ledger.status import BILLABLE, QUEUED, SENDING, SENT
@@ -230,7 +230,7 @@ def profile_chunks(sms: Mapping[str, str], chunks: int) -> None:
     )  # fmt: skip
     dispatcher = Dispatcher(
         current.sessions, settings, lambda ids, owner: claimed.append((list(ids), owner)),
-        lambda message_id, kind: None, "bench-profile",
+        lambda message_id, kind: None, "bench-profile", DISPATCH_EVERY_SECONDS,
     )  # fmt: skip
     dispatch_due_batches(dispatcher, now)
     context = current.send_context

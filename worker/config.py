@@ -11,7 +11,6 @@ commands that never talk to the gateway (``sms-worker migrate``) run without the
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -299,6 +298,19 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown kind {kind!r}")
         return kind in self.resend_ambiguous
 
+    def known_secrets(self) -> list[str]:
+        """The secrets these settings hold (every account's appkey, the receiver token), for
+        the logs to mask."""
+        found = []
+        for name in self.account_names:
+            try:
+                found.append(self.account(name).appkey.get_secret_value())
+            except ConfigError:  # this account has no credentials here, so no secret
+                continue
+        if self.receiver_token is not None:
+            found.append(self.receiver_token.get_secret_value())
+        return found
+
 
 def load_settings(env_file: str | Path | None = ".env") -> Settings:
     """Read the environment (and ``env_file``, when it exists); raise ConfigError if unusable."""
@@ -354,15 +366,7 @@ def _load_accounts(
 ) -> tuple[dict[str, Account], str | None, dict[str, str]]:
     """The accounts of the TOML file at ``path``, the name of the default one (if any), and
     which key of each account's table holds its appkey."""
-    try:
-        with path.open("rb") as file:
-            document = tomllib.load(file)
-    except OSError as error:
-        raise ConfigError(f"SMS_CONFIG: cannot read '{path}': {error.strerror}") from None
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"SMS_CONFIG: '{path}' is not valid TOML: {error}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"SMS_CONFIG: '{path}' is not UTF-8 text; save it as UTF-8") from None
+    document = values.read_toml(path, error=ConfigError, setting="SMS_CONFIG")
     try:
         parsed = _AccountsFile.model_validate(document)
     except ValidationError as error:

@@ -10,7 +10,9 @@ later, deep inside a driver, or, worse, running on a value silently read as anot
 from __future__ import annotations
 
 import math
+import tomllib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, parse_qs, urlsplit
 
@@ -21,6 +23,23 @@ from worker.ledger.db import database_url
 
 SECONDS_IN_A_DAY = 86_400
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def read_toml(
+    path: Path, *, error: type[ValueError] = ValueError, setting: str = ""
+) -> dict[str, Any]:
+    """The TOML document at ``path``, or ``error`` saying why not (after ``setting: `` when
+    given): unreadable, not TOML, or not UTF-8."""
+    where = f"{setting}: " if setting else ""
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except OSError as failure:
+        raise error(f"{where}cannot read '{path}': {failure.strerror}") from None
+    except tomllib.TOMLDecodeError as failure:
+        raise error(f"{where}'{path}' is not valid TOML: {failure}") from None
+    except UnicodeDecodeError:
+        raise error(f"{where}'{path}' is not UTF-8 text; save it as UTF-8") from None
 
 
 def _as_number(value: Any) -> float | None:

@@ -23,6 +23,7 @@ from tests.fixtures.databases import empty_ledger_tables
 from tests.fixtures.pipeline import child_environment, settings_under
 from tests.fixtures.simulator import APPKEY, SDKAPPID, SIGN
 from worker.api.batches import Batches
+from worker.celery.routing import DISPATCH_EVERY_SECONDS
 from worker.config import Settings
 from worker.ledger import attempts
 from worker.ledger import batches as ledger_batches
@@ -90,7 +91,7 @@ class Run:
         singles: list[uuid.UUID] = []
         dispatcher = Dispatcher(
             self.sessions, self.settings, lambda ids, owner: chunks.append((list(ids), owner)),
-            lambda message_id, kind: singles.append(message_id), "test",
+            lambda message_id, kind: singles.append(message_id), "test", DISPATCH_EVERY_SECONDS,
         )  # fmt: skip
         dispatch_due_batches(dispatcher, self.now)
         return chunks, singles

@@ -32,7 +32,7 @@ from tests.fixtures.pipeline import Pipeline, child_environment, settings_under
 from tests.fixtures.receiver import Receiver, new_mobiles, record_sent
 from tests.fixtures.simulator import CODE_PARAMS, LONG_PARAMS, SIGN, TPL_CODE, TPL_LONG
 from worker.api.batches import Batches
-from worker.celery.routing import QUEUES
+from worker.celery.routing import DISPATCH_EVERY_SECONDS, QUEUES
 from worker.celery.tasks import make_chunk_publisher
 from worker.ledger.accounts import pause_account, resume_account
 from worker.ledger.messages import count_by_status
@@ -176,7 +176,7 @@ def _dispatch_until_done(
     """Beat's dispatcher, ticking here as beat would, until nothing of the batch waits."""
     dispatcher = Dispatcher(
         pipeline.sessions, pipeline.settings, make_chunk_publisher(pipeline.celery_app),
-        pipeline.producer.publish, "test-beat",
+        pipeline.producer.publish, "test-beat", DISPATCH_EVERY_SECONDS,
     )  # fmt: skip
 
     def finished() -> bool:
@@ -328,7 +328,7 @@ def test_a_worker_whose_metrics_port_is_taken_goes_on_without_metrics(
         settings = settings_under(
             {"SMS_DATABASE_URL": f"sqlite:///{tmp_path}/ledger.db", "SMS_METRICS_PORT": str(port)}
         )
-        assert serve_worker_metrics(settings) is None
+        assert serve_worker_metrics(settings, QUEUES) is None
     # Still recording in memory, and the folder made for the samples is gone.
     assert MULTIPROCESS_FOLDER not in os.environ
     assert list(tmp_path.glob("sms-metrics-*")) == []

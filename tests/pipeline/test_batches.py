@@ -22,7 +22,12 @@ from sqlalchemy import select
 from tests.fixtures.pipeline import Pipeline, Pipelines
 from tests.fixtures.simulator import SIGN
 from worker.api.batches import Batches
-from worker.celery.routing import BEAT_SCHEDULE, QUEUE_MAINTENANCE, TASK_DISPATCH_BATCHES
+from worker.celery.routing import (
+    BEAT_SCHEDULE,
+    DISPATCH_EVERY_SECONDS,
+    QUEUE_MAINTENANCE,
+    TASK_DISPATCH_BATCHES,
+)
 from worker.celery.tasks import make_chunk_publisher
 from worker.ledger.batch_models import CANCELLED as BATCH_CANCELLED
 from worker.ledger.batch_models import DONE
@@ -83,7 +88,7 @@ class BatchRun:
         self.batches = Batches(pipeline.settings, pipeline.sessions)
         self.dispatcher = Dispatcher(
             pipeline.sessions, pipeline.settings, make_chunk_publisher(pipeline.celery_app),
-            pipeline.producer.publish, "test-beat",
+            pipeline.producer.publish, "test-beat", DISPATCH_EVERY_SECONDS,
         )  # fmt: skip
         self.offset = 0.0
         self.set_clocks(offset)

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.api.batches import Batches
+from worker.celery.routing import DISPATCH_EVERY_SECONDS
 from worker.config import Settings
 from worker.ledger.batch_models import DONE, SCHEDULED, SENDING
 from worker.ledger.models import SmsMessage
@@ -56,9 +57,12 @@ def at_beijing_hour(hour: int) -> datetime:
 
 
 def dispatcher(
-    settings: Settings, sessions: sessionmaker[Session], published: Published, **options: float
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    published: Published,
+    every_seconds: float = DISPATCH_EVERY_SECONDS,
 ) -> Dispatcher:
-    return Dispatcher(sessions, settings, published.chunk, published.single, "test", **options)
+    return Dispatcher(sessions, settings, published.chunk, published.single, "test", every_seconds)
 
 
 def numbers(count: int, start: int = 0) -> list[str]:

@@ -88,40 +88,5 @@ def test_any_given_text_is_compared_without_error(given_sig: str) -> None:
     )
 
 
-def _imports_of(source: str) -> set[str]:
-    import ast
-
-    imported: set[str] = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            imported.add(node.module)
-        elif isinstance(node, ast.Import):
-            imported.update(alias.name for alias in node.names)
-    return imported
-
-
-def test_the_simulator_shares_no_code_with_the_client_it_checks() -> None:
-    # DESIGN.md section 3: a shared bug in signing or counting would pass both sides.
-    from importlib import resources
-
-    allowed = {"worker.tencent.types", "worker.tencent.codes"}
-    # The ASGI server plumbing (server, its limits, token strength) is shared with the
-    # receiver, and the clock with the worker (the same simulated time); they compute no
-    # signature or fee, and must themselves stay free of the client's code.
-    plumbing = {"worker.runners.asgi", "worker.runners.limits", "worker.tokens", "worker.clock"}
-    package = resources.files("worker.simulator")
-    imported: set[str] = set()
-    for module in package.iterdir():
-        if module.name.endswith(".py"):
-            imported |= _imports_of(module.read_text(encoding="utf-8"))
-    from_client = {name for name in imported if name.startswith("worker.tencent")}
-    assert from_client and from_client <= allowed
-    assert {
-        name
-        for name in imported
-        if name.startswith("worker.")
-        and not name.startswith(("worker.simulator", "worker.tencent"))
-    } <= plumbing
-    for name in plumbing:
-        source = resources.files("worker").joinpath(f"{name.split('.')[1]}.py").read_text("utf-8")
-        assert {n for n in _imports_of(source) if n.startswith("worker")} <= plumbing, name
+# The simulator's independence from the client's signing code is checked with every other
+# import rule in tests/test_architecture.py.

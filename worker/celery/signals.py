@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 from celery import current_task, signals
 from celery.utils.log import get_multiprocessing_logger
 
-from worker.celery.routing import TASK_SEND
+from worker.celery.routing import QUEUES, TASK_SEND
 from worker.config import ConfigError, Settings, load_settings
-from worker.observability.logs import install, known_secrets
+from worker.observability.logs import install
 
 if TYPE_CHECKING:
     from worker.observability.endpoint import MetricsEndpoint
@@ -74,7 +74,7 @@ def setup_handlers(logger: logging.Logger | None, **_: Any) -> None:
     """``after_setup_logger`` / ``after_setup_task_logger``: redaction, context, format."""
     settings = _settings()
     log_format = settings.log_format if settings is not None else "text"
-    secrets = known_secrets(settings) if settings is not None else []
+    secrets = settings.known_secrets() if settings is not None else []
     loggers = [logger, get_multiprocessing_logger()]
     for each in loggers:
         for handler in getattr(each, "handlers", []):
@@ -91,7 +91,7 @@ def start_metrics(**_: Any) -> None:
         return
     from worker.observability.endpoint import serve_worker_metrics  # only workers need the server
 
-    _endpoint = serve_worker_metrics(settings)
+    _endpoint = serve_worker_metrics(settings, QUEUES)
 
 
 def stop_metrics(**_: Any) -> None:

@@ -12,6 +12,7 @@ from celery import Celery, Task
 from worker import clock
 from worker.celery.application import app
 from worker.celery.routing import (
+    DISPATCH_EVERY_SECONDS,
     QUEUE_MAINTENANCE,
     QUEUE_MARKETING,
     ROLLUP_RECENT_DAYS,
@@ -126,5 +127,6 @@ def dispatch_batches() -> int:
         publish_chunk=publish_chunk,
         publish_send=publish_send,
         worker=current.worker,
+        every_seconds=DISPATCH_EVERY_SECONDS,
     )
     return dispatch_due_batches(dispatcher, current.settings.now()).messages

@@ -17,7 +17,7 @@ from worker.cli.common import (
 )
 from worker.ledger import migrate as migrations
 from worker.ledger.db import make_engine, session_factory
-from worker.observability.logs import configure_logging, known_secrets
+from worker.observability.logs import configure_logging
 from worker.receiver import (
     DEFAULT_MAX_BODY_BYTES,
     AsgiServer,
@@ -131,7 +131,7 @@ def receiver(
 
     # Text or JSON (SMS_LOG_FORMAT); phone numbers masked, the token and appkeys never written.
     configure_logging(
-        level=log_level, log_format=settings.log_format, secrets=[*known_secrets(settings), token]
+        level=log_level, log_format=settings.log_format, secrets=[*settings.known_secrets(), token]
     )
     if metrics is None:
         metrics = settings.receiver_metrics

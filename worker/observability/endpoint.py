@@ -19,6 +19,7 @@ import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from wsgiref.simple_server import WSGIServer
@@ -85,8 +86,9 @@ def record_into(folder: Path) -> None:
     values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
 
 
-def serve_worker_metrics(settings: Settings) -> MetricsEndpoint | None:
-    """Serve this worker's metrics on ``SMS_METRICS_HOST:SMS_METRICS_PORT``; None when unset,
+def serve_worker_metrics(settings: Settings, queues: Sequence[str]) -> MetricsEndpoint | None:
+    """Serve this worker's metrics (with the length of each broker queue in ``queues``) on
+    ``SMS_METRICS_HOST:SMS_METRICS_PORT``; None when unset,
     or when the port cannot be had (logged: the worker goes on sending without metrics)."""
     if settings.metrics_port is None:
         return None
@@ -101,6 +103,7 @@ def serve_worker_metrics(settings: Settings) -> MetricsEndpoint | None:
             settings.account_names,
             settings.now,
             broker_url=settings.broker_url,
+            queues=queues,
         )
     )
     try:

@@ -21,7 +21,6 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.celery.routing import QUEUES
 from worker.ledger import gauges
 from worker.ledger.accounts import paused_accounts
 from worker.ledger.messages import count_by_status
@@ -49,8 +48,10 @@ class LedgerCollector:
         now: Callable[[], datetime],
         *,
         broker_url: str | None = None,
+        queues: Sequence[str] = (),
     ) -> None:
         self.sessions = sessions
+        self.queues = tuple(queues)  # the broker queues whose length is measured
         self.accounts = tuple(accounts)
         self.now = now
         self.broker_url = broker_url if broker_url and broker_url.startswith("redis") else None
@@ -117,7 +118,7 @@ class LedgerCollector:
         )
         try:
             broker = self._redis()
-            lengths = [(queue, int(broker.llen(queue))) for queue in QUEUES]
+            lengths = [(queue, int(broker.llen(queue))) for queue in self.queues]
         except redis.RedisError as error:
             log.warning("metrics: the broker did not answer: %s", type(error).__name__)
             return

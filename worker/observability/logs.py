@@ -22,12 +22,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
-
-if TYPE_CHECKING:
-    from worker.config import Settings
 
 LogFormat = Literal["text", "json"]
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -216,19 +213,6 @@ def install(
     handler.addFilter(RedactingFilter(Redactor(secrets)))
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
-
-
-def known_secrets(settings: Settings) -> list[str]:
-    """The secrets ``settings`` hold (every account's appkey, the receiver token)."""
-    found = []
-    for name in settings.account_names:
-        try:
-            found.append(settings.account(name).appkey.get_secret_value())
-        except ValueError:  # ConfigError: this account has no credentials here, so no secret
-            continue
-    if settings.receiver_token is not None:
-        found.append(settings.receiver_token.get_secret_value())
-    return found
 
 
 def configure_logging(

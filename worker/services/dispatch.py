@@ -30,7 +30,6 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.celery.routing import DISPATCH_EVERY_SECONDS
 from worker.config import Settings
 from worker.ledger import batches
 from worker.ledger.accounts import is_paused
@@ -59,7 +58,7 @@ class Dispatcher:
     publish_chunk: ChunkPublisher
     publish_send: SendPublisher
     worker: str  # recorded in the leases
-    every_seconds: float = DISPATCH_EVERY_SECONDS  # beat's interval: the work of one tick
+    every_seconds: float  # beat's interval, which the caller schedules: the work of one tick
 
 
 @dataclass

@@ -20,7 +20,6 @@ supplies it; attempts whose text cannot be rebuilt are counted as unchecked, not
 
 from __future__ import annotations
 
-import tomllib
 import uuid
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -31,10 +30,10 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker import clock
+from worker.config_values import read_toml
 from worker.ledger import reconciliation as queries
-from worker.ledger.models import SmsAttempt, SmsMessage
 from worker.ledger.reconciliation import BilledAttempt, LedgerHour, SendFigures
-from worker.ledger.report_models import SmsDeliveryReport
+from worker.ledger.schema import SmsAttempt, SmsDeliveryReport, SmsMessage
 from worker.tencent import (
     InvalidInput,
     SendStats,
@@ -67,12 +66,7 @@ class TemplateBook:
         ``id`` and ``text`` (the simulator's format; other keys are ignored). The default sign
         is ``default_sign = "..."``, else the first approved ``[[signs]]`` entry.
         """
-        try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as error:
-            raise ValueError(f"cannot read {path}: {error}") from None
-        except tomllib.TOMLDecodeError as error:
-            raise ValueError(f"{path} is not valid TOML: {error}") from None
+        raw = read_toml(path)
         try:
             return cls.from_mapping(raw)
         except ValueError as error:

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.fixtures.pipeline import settings_under
 from tests.fixtures.simulator import APPKEY, SDKAPPID, SIGN
 from worker.api.batches import Batches
+from worker.celery.routing import DISPATCH_EVERY_SECONDS
 from worker.config import Settings
 from worker.ledger import attempts
 from worker.ledger.db import make_engine, session_factory
@@ -63,7 +64,7 @@ class Run:
         self.chunks = []
         dispatcher = Dispatcher(
             self.sessions, self.settings, lambda ids, owner: self.chunks.append((list(ids), owner)),
-            lambda message_id, kind: None, "test",
+            lambda message_id, kind: None, "test", DISPATCH_EVERY_SECONDS,
         )  # fmt: skip
         dispatch_due_batches(dispatcher, self.now)
         return self.chunks
