@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import click
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.fixtures.pipeline import child_environment
@@ -78,3 +79,11 @@ def succeeded(result: subprocess.CompletedProcess[str]) -> str:
     assert result.returncode == 0, (result.returncode, result.stdout, result.stderr)
     assert "Traceback" not in result.stderr and "Error" not in result.stderr, result.stderr
     return result.stdout
+
+
+def subcommands(group: click.Group) -> list[tuple[str, click.Command]]:
+    """The commands of ``group`` by name, sorted; ``sms-worker`` loads each on demand."""
+    context = click.Context(group)
+    found = [(name, group.get_command(context, name)) for name in group.list_commands(context)]
+    assert all(command is not None for _, command in found), found
+    return sorted((name, command) for name, command in found if command is not None)

@@ -8,12 +8,15 @@ import io
 import json
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import click
 import pytest
 from click.testing import CliRunner, Result
 
+from tests.cli_process import subcommands
 from tests.fixtures.simulator import APPKEY, SDKAPPID
 from worker.cli import SECTIONS, main
 from worker.cli.sections import SectionedGroup
@@ -26,7 +29,7 @@ TRACEBACK = "Traceback (most recent call last)"
 def command_paths(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     """Every command and subcommand below ``group``, as the words that call it."""
     paths = []
-    for name, command in sorted(group.commands.items()):
+    for name, command in subcommands(group):
         paths.append((*prefix, name))
         if isinstance(command, click.Group):
             paths.extend(command_paths(command, (*prefix, name)))
@@ -210,3 +213,29 @@ def test_follow_is_for_the_table_only(ledger: dict[str, str]) -> None:
     result = run("batch", "status", "3f2a", "--follow", "--format", "json", **ledger)
     assert result.exit_code == 2
     assert result.stderr == "sms-worker batch: --follow shows a live table; leave out --format\n"
+
+
+def test_a_command_imports_only_what_it_needs() -> None:
+    # Every start of sms-worker pays for what it imports; --version needs no command module and
+    # optout none of Celery, the simulator or the receiver.
+    probe = (
+        "import sys\n"
+        "from worker.cli import main\n"
+        "try:\n"
+        "    main(sys.argv[1:])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "loaded = [m for m in ('celery', 'worker.simulator', 'worker.receiver', 'worker.cli.batch')"
+        " if m in sys.modules]\n"
+        "print(','.join(loaded), file=sys.stderr)\n"
+    )
+
+    def loaded(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", probe, *args], capture_output=True, text=True, check=True
+        )
+        return done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ""
+
+    assert loaded("--version") == ""
+    assert loaded("optout", "--help") == ""
+    assert "worker.cli.batch" in loaded("batch", "--help")

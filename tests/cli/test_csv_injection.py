@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 import pytest
 
-from tests.cli_process import CliLedger, succeeded
+from tests.cli_process import CliLedger, subcommands, succeeded
 from tests.fixtures.simulator import TPL_MARKETING
 from worker import clock
 from worker.cli import main
@@ -195,7 +195,7 @@ def test_opt_outs_and_accounts_neutralise_numbers_and_reasons(ledger: CliLedger)
 def _commands(
     group: click.Group, path: tuple[str, ...] = ()
 ) -> Iterator[tuple[tuple[str, ...], click.Command]]:
-    for name, command in sorted(group.commands.items()):
+    for name, command in subcommands(group):
         yield (*path, name), command
         if isinstance(command, click.Group):
             yield from _commands(command, (*path, name))

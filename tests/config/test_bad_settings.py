@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 import pytest
 
+from tests.cli_process import subcommands
 from tests.fixtures.pipeline import child_environment
 from tests.fixtures.simulator import APPKEY, SDKAPPID
 from worker.cli import main
@@ -99,7 +100,7 @@ CELERY_COMMANDS = [
 def leaf_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> set[str]:
     """Every command of ``group`` that runs code of its own, as the words that call it."""
     found = set()
-    for name, command in group.commands.items():
+    for name, command in subcommands(group):
         path = (*prefix, name)
         if isinstance(command, click.Group):
             found |= leaf_commands(command, path)

@@ -110,8 +110,9 @@ def subcommand(args: list[str]) -> tuple[click.Command, list[str], list[str]]:
     while args[index].startswith("-"):
         index += 1 if "=" in args[index] or args[index] not in takes_value else 2
     name = args[index]
-    assert name in group.commands, f"{args[0]} has no command {name!r}"
-    return group.commands[name], args[1:index], args[index + 1 :]
+    command = group.get_command(click.Context(group), name)  # sms-worker loads it on demand
+    assert command is not None, f"{args[0]} has no command {name!r}"
+    return command, args[1:index], args[index + 1 :]
 
 
 def unknown_options(command: click.Command, args: list[str]) -> set[str]:

@@ -5,18 +5,8 @@ from __future__ import annotations
 import click
 
 from worker import __version__
-from worker.cli.accounts import accounts
-from worker.cli.batch import batch
 from worker.cli.common import DEBUG_KEY, PROGRAM, check_settings
-from worker.cli.demo import demo
-from worker.cli.doctor import doctor
-from worker.cli.ledger import ledger
-from worker.cli.migrate import migrate
-from worker.cli.optout import optout
-from worker.cli.receiver import receiver
 from worker.cli.sections import SectionedGroup
-from worker.cli.send import send
-from worker.cli.simulator import simulator
 
 # Who uses what: the help lists the commands in these sections, in this order.
 SECTIONS = (
@@ -24,6 +14,22 @@ SECTIONS = (
     ("Finance", ("ledger",)),
     ("Operations", ("accounts", "doctor", "migrate", "receiver", "simulator", "demo")),
 )
+
+# Each command's module, imported only when that command runs or help lists it.
+COMMANDS = {
+    name: f"worker.cli.{name}:{name}"
+    for name in ("send", "batch", "optout", "ledger", "accounts", "doctor", "migrate",
+                 "receiver", "simulator", "demo")
+}  # fmt: skip
+
+# Settings each command does not read first: doctor shows a bad one as a row of its report; the
+# demo reads the environment without a .env file (one it did not write must not change it).
+READS_SETTINGS_ITSELF = frozenset({"doctor", "demo"})
+
+
+def _prepare(command: click.Command) -> None:
+    # Every command answers a bad SMS_* setting with one line naming it, and exit code 2.
+    check_settings(command, first=command.name not in READS_SETTINGS_ITSELF)
 
 
 def _remember_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
@@ -35,6 +41,8 @@ def _remember_debug(ctx: click.Context, _param: click.Parameter, value: bool) ->
     name=PROGRAM,
     cls=SectionedGroup,
     sections=SECTIONS,
+    lazy=COMMANDS,
+    prepare=_prepare,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 @click.version_option(__version__, prog_name=PROGRAM)
@@ -61,13 +69,3 @@ def main() -> None:
       sms-worker send --to +8613788888888 --template 100001 --param 482913 --param 5 --wait
       sms-worker --debug accounts           # a traceback with the error, if there is one
     """
-
-
-# Settings each command does not read first: doctor shows a bad one as a row of its report; the
-# demo reads the environment without a .env file (one it did not write must not change it).
-READS_SETTINGS_ITSELF = frozenset({"doctor", "demo"})
-
-for _command in (send, batch, optout, ledger, accounts, doctor, migrate, receiver, simulator, demo):
-    # Every command answers a bad SMS_* setting with one line naming it, and exit code 2.
-    check_settings(_command, first=_command.name not in READS_SETTINGS_ITSELF)
-    main.add_command(_command)

@@ -8,7 +8,8 @@ anything unexpected with 1, a traceback only with ``--debug``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import importlib
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import click
@@ -25,13 +26,38 @@ OTHER_SECTION = "Other commands"
 
 
 class SectionedGroup(click.Group):
-    """A group whose help lists its commands under headings, in the order given."""
+    """A group whose help lists its commands under headings, in the order given.
+
+    ``lazy`` names commands by ``"module:attribute"``: a command's module is imported only when
+    that command is asked for, so ``sms-worker --version`` or ``sms-worker optout list`` does not
+    pay for importing Celery, the simulator and everything else every other command needs.
+    ``prepare`` runs once on each command as it is loaded.
+    """
 
     def __init__(
-        self, *args: Any, sections: Sequence[tuple[str, Sequence[str]]] = (), **kwargs: Any
+        self,
+        *args: Any,
+        sections: Sequence[tuple[str, Sequence[str]]] = (),
+        lazy: Mapping[str, str] | None = None,
+        prepare: Callable[[click.Command], None] | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.sections = tuple((title, tuple(names)) for title, names in sections)
+        self.lazy = dict(lazy or {})
+        self.prepare = prepare
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            module_name, _, attribute = self.lazy[cmd_name].partition(":")
+            command = getattr(importlib.import_module(module_name), attribute)
+            if self.prepare is not None:
+                self.prepare(command)
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         visible = {
