@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Engine, inspect
 from sqlalchemy.orm import Session
 
-from worker.ledger import accounts, messages, status
+from worker.ledger import accounts, messages, moves, status
 from worker.ledger.db import make_engine, session_factory
 from worker.ledger.migrate import current, downgrade, upgrade
 from worker.ledger.models import SmsMessage
@@ -124,24 +124,24 @@ class TestPausedMessagesWait:
         waiting = add(ledger_session)
         other = add(ledger_session, account="bank")
         assert pause(ledger_session)
-        assert messages.claim_message(ledger_session, waiting.id, "w1", 60, NOW) is None
-        assert messages.claim_message(ledger_session, other.id, "w1", 60, NOW) is not None
+        assert moves.claim_message(ledger_session, waiting.id, "w1", 60, NOW) is None
+        assert moves.claim_message(ledger_session, other.id, "w1", 60, NOW) is not None
         ledger_session.expire_all()
         stored = messages.get_message(ledger_session, waiting.id)
         assert stored is not None
         assert (stored.status, stored.delivery_count) == (status.QUEUED, 0)
 
         assert resume(ledger_session)
-        claimed = messages.claim_message(ledger_session, waiting.id, "w1", 60, LATER)
+        claimed = moves.claim_message(ledger_session, waiting.id, "w1", 60, LATER)
         assert claimed is not None and claimed.status == status.SENDING
 
     def test_an_expired_lease_is_not_taken_over_while_paused(self, ledger_session: Session) -> None:
         message = add(ledger_session)
-        assert messages.claim_message(ledger_session, message.id, "w1", 60, NOW)
+        assert moves.claim_message(ledger_session, message.id, "w1", 60, NOW)
         assert pause(ledger_session)
-        assert messages.claim_message(ledger_session, message.id, "w2", 60, LATER) is None
+        assert moves.claim_message(ledger_session, message.id, "w2", 60, LATER) is None
         assert resume(ledger_session)
-        taken = messages.claim_message(ledger_session, message.id, "w2", 60, LATER)
+        taken = moves.claim_message(ledger_session, message.id, "w2", 60, LATER)
         assert taken is not None and taken.lease_owner == "w2"
 
     def test_the_sweeper_passes_them_by_until_resumed(self, ledger_session: Session) -> None:
@@ -150,7 +150,7 @@ class TestPausedMessagesWait:
         queued = add(ledger_session, updated_at=old)
         lost = add(ledger_session)
         elsewhere = add(ledger_session, account="bank", updated_at=old)
-        assert messages.claim_message(ledger_session, lost.id, "w1", 60, now - timedelta(hours=1))
+        assert moves.claim_message(ledger_session, lost.id, "w1", 60, now - timedelta(hours=1))
         threshold = now - timedelta(minutes=1)
         everything = {queued.id, lost.id, elsewhere.id}
         assert set(messages.messages_to_sweep(ledger_session, now, threshold, 100)) == everything

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from worker.ledger import attempts, messages, status
+from worker.ledger import attempts, messages, moves, status
 from worker.ledger.models import SmsAttempt
 from worker.tencent.codes import Outcome
 
@@ -109,8 +109,8 @@ def test_a_group_request_gets_a_row_per_number(ledger_session: Session) -> None:
 
 def test_an_attempt_for_a_named_owner_needs_its_lease(ledger_session: Session) -> None:
     message_id = new_message(ledger_session)
-    assert messages.claim_message(ledger_session, message_id, "w1", 60, STARTED)
-    with pytest.raises(attempts.LeaseLost):
+    assert moves.claim_message(ledger_session, message_id, "w1", 60, STARTED)
+    with pytest.raises(moves.LeaseLost):
         attempts.begin_attempt(
             ledger_session, message_id=message_id, attempt_no=1, owner="w2", **request()
         )

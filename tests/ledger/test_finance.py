@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.ledger import attempts, messages, usage
+from worker.ledger import attempts, messages, moves, usage
 from worker.ledger.db import session_factory
 from worker.ledger.models import SmsAttempt
 from worker.ledger.reconciliation import (
@@ -191,7 +191,7 @@ def test_the_rollup_upserts_on_its_key_and_the_summary_reads_it(
 
     # A late report moves a message: its old key must not keep its figures.
     with sessions() as session:
-        assert messages.transition(session, ids["two_segments"], DELIVERED, from_statuses=(SENT,))
+        assert moves.transition(session, ids["two_segments"], DELIVERED, from_statuses=(SENT,))
         # And a message appears that the rollup has not seen yet.
         add_message(session, D_START + timedelta(hours=5), [(0, 1, "ok")])
         session.commit()

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from worker.ledger import messages, status
+from worker.ledger import messages, moves, status
 from worker.ledger.db import session_factory
 from worker.ledger.models import SmsMessage
 
@@ -132,7 +132,7 @@ def test_insert_messages_skips_used_keys(ledger_session: Session) -> None:
 
 def test_claim_sets_the_lease_and_counts_the_delivery(ledger_session: Session) -> None:
     message = add(ledger_session)
-    claimed = messages.claim_message(ledger_session, message.id, "w1", 60, NOW)
+    claimed = moves.claim_message(ledger_session, message.id, "w1", 60, NOW)
     assert claimed is not None
     assert (claimed.status, claimed.lease_owner, claimed.delivery_count) == (
         status.SENDING,
@@ -150,7 +150,7 @@ def test_claim_is_exclusive(ledger_engine: Engine, ledger_session: Session) -> N
     def claim(session: Session) -> str | None:
         with lock:
             owner = f"worker-{next(owners)}"
-        claimed = messages.claim_message(session, message.id, owner, 60, NOW)
+        claimed = moves.claim_message(session, message.id, owner, 60, NOW)
         return claimed.lease_owner if claimed else None
 
     winners = [owner for owner in in_threads(ledger_engine, claim, 6) if owner is not None]
@@ -163,20 +163,20 @@ def test_claim_is_exclusive(ledger_engine: Engine, ledger_session: Session) -> N
 
 def test_an_expired_lease_can_be_reclaimed(ledger_session: Session) -> None:
     message = add(ledger_session)
-    assert messages.claim_message(ledger_session, message.id, "w1", 60, NOW)
+    assert moves.claim_message(ledger_session, message.id, "w1", 60, NOW)
     assert (
-        messages.claim_message(ledger_session, message.id, "w2", 60, NOW + timedelta(seconds=59))
+        moves.claim_message(ledger_session, message.id, "w2", 60, NOW + timedelta(seconds=59))
         is None
     )
     later = NOW + timedelta(seconds=61)
-    reclaimed = messages.claim_message(ledger_session, message.id, "w2", 60, later)
+    reclaimed = moves.claim_message(ledger_session, message.id, "w2", 60, later)
     assert reclaimed is not None
     assert (reclaimed.lease_owner, reclaimed.delivery_count) == ("w2", 2)
     # The first worker lost the lease: it can no longer record a result.
-    assert not messages.transition(
+    assert not moves.transition(
         ledger_session, message.id, status.SENT, from_statuses={status.SENDING}, owner="w1"
     )
-    assert messages.transition(
+    assert moves.transition(
         ledger_session, message.id, status.SENT, from_statuses={status.SENDING}, owner="w2"
     )
 
@@ -184,22 +184,22 @@ def test_an_expired_lease_can_be_reclaimed(ledger_session: Session) -> None:
 def test_not_before_in_the_future_is_not_claimable(ledger_session: Session) -> None:
     # Aware times in any zone compare as instants: 20:00 in Beijing is 12:00 UTC.
     message = add(ledger_session, not_before=datetime(2024, 11, 24, 20, 30, tzinfo=BEIJING))
-    assert messages.claim_message(ledger_session, message.id, "w1", 60, NOW) is None
-    assert messages.claim_message(ledger_session, message.id, "w1", 60, NOW + timedelta(minutes=30))
+    assert moves.claim_message(ledger_session, message.id, "w1", 60, NOW) is None
+    assert moves.claim_message(ledger_session, message.id, "w1", 60, NOW + timedelta(minutes=30))
 
 
 def test_a_finished_message_is_not_claimable(ledger_session: Session) -> None:
     message = add(ledger_session)
-    assert messages.transition(
+    assert moves.transition(
         ledger_session, message.id, status.CANCELLED, from_statuses={status.QUEUED}
     )
     ledger_session.commit()
-    assert messages.claim_message(ledger_session, message.id, "w1", 60, NOW) is None
+    assert moves.claim_message(ledger_session, message.id, "w1", 60, NOW) is None
 
 
 def test_transition_from_a_wrong_state_does_nothing(ledger_session: Session) -> None:
     message = add(ledger_session)
-    assert not messages.transition(
+    assert not moves.transition(
         ledger_session, message.id, status.SENT, from_statuses={status.SENDING}, sid="s1"
     )
     ledger_session.commit()
@@ -211,9 +211,9 @@ def test_transition_from_a_wrong_state_does_nothing(ledger_session: Session) -> 
 
 def test_transition_records_fields_and_clears_the_lease(ledger_session: Session) -> None:
     message = add(ledger_session)
-    assert messages.claim_message(ledger_session, message.id, "w1", 60, NOW)
+    assert moves.claim_message(ledger_session, message.id, "w1", 60, NOW)
     sent_at = NOW + timedelta(seconds=1)
-    assert messages.transition(
+    assert moves.transition(
         ledger_session,
         message.id,
         status.SENT,
@@ -238,7 +238,7 @@ def test_transition_records_fields_and_clears_the_lease(ledger_session: Session)
     assert (stored.lease_owner, stored.lease_until) == (None, None)
     assert stored.updated_at > stored.created_at
     # A duplicate report or task arriving later is a no-op.
-    assert not messages.transition(
+    assert not moves.transition(
         ledger_session, message.id, status.SENT, from_statuses={status.SENDING}
     )
 
@@ -246,12 +246,12 @@ def test_transition_records_fields_and_clears_the_lease(ledger_session: Session)
 def test_transition_many_moves_only_what_the_owner_holds(ledger_session: Session) -> None:
     held, taken_over, unclaimed = (add(ledger_session, mobile=f"1378888888{n}") for n in (1, 2, 3))
     for message, owner in ((held, "w1"), (taken_over, "w2")):
-        assert messages.claim_message(ledger_session, message.id, owner, 60, NOW)
+        assert moves.claim_message(ledger_session, message.id, owner, 60, NOW)
     answers = {
         message.id: {"sid": f"sid-{n}", "fee": n, "result": 0, "sent_at": NOW}
         for n, message in enumerate((held, taken_over, unclaimed), start=1)
     }
-    moved = messages.transition_many(
+    moved = moves.transition_many(
         ledger_session, answers, status.SENT, from_statuses={status.SENDING}, owner="w1"
     )
     ledger_session.commit()
@@ -267,11 +267,10 @@ def test_transition_many_moves_only_what_the_owner_holds(ledger_session: Session
     assert (stored[taken_over.id].status, stored[taken_over.id].sid) == (status.SENDING, None)
     assert (stored[unclaimed.id].status, stored[unclaimed.id].sid) == (status.QUEUED, None)
     assert (
-        messages.transition_many(ledger_session, {}, status.SENT, from_statuses={status.SENDING})
-        == []
+        moves.transition_many(ledger_session, {}, status.SENT, from_statuses={status.SENDING}) == []
     )
     with pytest.raises(ValueError, match="no transition to 'delivered'"):
-        messages.transition_many(
+        moves.transition_many(
             ledger_session, answers, status.DELIVERED, from_statuses={status.QUEUED}
         )
 
@@ -279,19 +278,19 @@ def test_transition_many_moves_only_what_the_owner_holds(ledger_session: Session
 def test_transition_refuses_moves_the_state_machine_forbids(ledger_session: Session) -> None:
     message = add(ledger_session)
     with pytest.raises(ValueError, match="no transition to 'delivered'"):
-        messages.transition(
+        moves.transition(
             ledger_session, message.id, status.DELIVERED, from_statuses={status.QUEUED}
         )
     with pytest.raises(ValueError):
-        messages.transition(ledger_session, message.id, status.SENT, from_statuses=())
+        moves.transition(ledger_session, message.id, status.SENT, from_statuses=())
 
 
 def test_requeue_waits_for_not_before(ledger_session: Session) -> None:
     message = add(ledger_session)
-    assert messages.claim_message(ledger_session, message.id, "w1", 60, NOW)
+    assert moves.claim_message(ledger_session, message.id, "w1", 60, NOW)
     tomorrow = NOW + timedelta(days=1)
-    assert not messages.requeue(ledger_session, message.id, "w2", tomorrow, "not mine")
-    assert messages.requeue(ledger_session, message.id, "w1", tomorrow, "1025: daily limit")
+    assert not moves.requeue(ledger_session, message.id, "w2", tomorrow, "not mine")
+    assert moves.requeue(ledger_session, message.id, "w1", tomorrow, "1025: daily limit")
     ledger_session.commit()
     ledger_session.expire_all()
     stored = messages.get_message(ledger_session, message.id)
@@ -299,10 +298,9 @@ def test_requeue_waits_for_not_before(ledger_session: Session) -> None:
     assert (stored.status, stored.not_before, stored.lease_owner) == (status.QUEUED, tomorrow, None)
     assert stored.reason == "1025: daily limit"
     assert (
-        messages.claim_message(ledger_session, message.id, "w3", 60, NOW + timedelta(hours=1))
-        is None
+        moves.claim_message(ledger_session, message.id, "w3", 60, NOW + timedelta(hours=1)) is None
     )
-    assert messages.claim_message(ledger_session, message.id, "w3", 60, tomorrow)
+    assert moves.claim_message(ledger_session, message.id, "w3", 60, tomorrow)
 
 
 def test_messages_to_sweep(ledger_session: Session) -> None:
@@ -315,11 +313,9 @@ def test_messages_to_sweep(ledger_session: Session) -> None:
     dead_worker = add(ledger_session)
     live_worker = add(ledger_session)
     done = add(ledger_session, updated_at=old)
-    assert messages.claim_message(
-        ledger_session, dead_worker.id, "w1", 60, now - timedelta(minutes=2)
-    )
-    assert messages.claim_message(ledger_session, live_worker.id, "w2", 60, now)
-    assert messages.transition(
+    assert moves.claim_message(ledger_session, dead_worker.id, "w1", 60, now - timedelta(minutes=2))
+    assert moves.claim_message(ledger_session, live_worker.id, "w2", 60, now)
+    assert moves.transition(
         ledger_session, done.id, status.CANCELLED, from_statuses={status.QUEUED}
     )
     ledger_session.commit()
@@ -337,7 +333,7 @@ def test_count_by_status_filters(ledger_session: Session) -> None:
     first = add(ledger_session, batch_id=batch, kind=status.MARKETING)
     add(ledger_session, batch_id=batch, kind=status.MARKETING, mobile="13788888889")
     add(ledger_session, account="shop")
-    messages.transition(ledger_session, first.id, status.SUPPRESSED, from_statuses={status.QUEUED})
+    moves.transition(ledger_session, first.id, status.SUPPRESSED, from_statuses={status.QUEUED})
     ledger_session.commit()
     assert messages.count_by_status(ledger_session, batch_id=batch) == {
         status.QUEUED: 1,

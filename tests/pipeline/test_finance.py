@@ -43,7 +43,7 @@ from worker.celery.routing import (
 )
 from worker.cli import main
 from worker.cli.ledger_report import report_lines
-from worker.ledger import messages, usage
+from worker.ledger import moves, usage
 from worker.ledger.models import SmsAttempt, SmsMessage
 from worker.ledger.reconciliation import SendFigures
 from worker.ledger.report_models import SmsDeliveryReport
@@ -117,7 +117,7 @@ def store_reports(pipeline: Pipeline) -> int:
                         )
                     )
                     moved_to = DELIVERED if report.report_status == "SUCCESS" else UNDELIVERED
-                    messages.transition(session, message.id, moved_to, from_statuses=(SENT,))
+                    moves.transition(session, message.id, moved_to, from_statuses=(SENT,))
                     stored += 1
                 session.commit()
     raise AssertionError(f"the simulator still had reports after {PULL_ROUNDS} pulls")

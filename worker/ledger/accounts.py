@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from worker.ledger.messages import dialect_insert
+from worker.ledger.db import dialect_insert
 from worker.ledger.models import SmsAccount
 
 

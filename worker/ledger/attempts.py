@@ -12,25 +12,17 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TypedDict, Unpack, cast
 
-from sqlalchemy import CursorResult, Table, bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
-from worker.ledger.models import SmsAttempt, SmsMessage
-from worker.ledger.status import IN_FLIGHT, SENDING
+from worker.ledger import moves
+from worker.ledger.models import SmsAttempt
+from worker.ledger.status import IN_FLIGHT
 
 # The statements of every send are built once, with bound parameters: building and caching a
 # statement costs more than running it.
 _ATTEMPTS = cast(Table, SmsAttempt.__table__)
-_MESSAGES = cast(Table, SmsMessage.__table__)
 _BEGIN = insert(_ATTEMPTS).returning(_ATTEMPTS.c.id, _ATTEMPTS.c.message_id, _ATTEMPTS.c.attempt_no)
-_COUNT_ATTEMPT = (
-    update(_MESSAGES)
-    .where(_MESSAGES.c.id.in_(bindparam("message_ids", expanding=True)))
-    .values(attempt_count=_MESSAGES.c.attempt_count + 1, request_id=bindparam("request"))
-)
-_COUNT_HELD_ATTEMPT = _COUNT_ATTEMPT.where(
-    _MESSAGES.c.status == SENDING, _MESSAGES.c.lease_owner == bindparam("owner")
-)
 _ANSWER = ("finished_at", "http_status", "result", "errmsg", "sid", "fee", "outcome", "latency_ms")
 _FINISH_MANY = (
     update(_ATTEMPTS)
@@ -38,10 +30,6 @@ _FINISH_MANY = (
     .values({name: bindparam(f"new_{name}") for name in _ANSWER})
 )
 _FINISH = _FINISH_MANY.returning(_ATTEMPTS.c.id)
-
-
-class LeaseLost(Exception):
-    """The worker beginning an attempt no longer holds its message: another one took it over."""
 
 
 class AttemptRequest(TypedDict):
@@ -104,9 +92,9 @@ def begin_attempts(
 
     Each message's ``attempt_count`` goes up by one and its ``request_id`` is set. With
     ``owner``, only while that worker still holds every one of the messages (``sending``, its
-    lease): otherwise ``LeaseLost``, and the caller rolls back, so a worker whose lease ran out
-    mid-task cannot send beside the one that took the message over. Locks: the new rows and the
-    message rows until the caller commits. Does not commit.
+    lease): otherwise ``moves.LeaseLost``, and the caller rolls back, so a worker whose lease
+    ran out mid-task cannot send beside the one that took the message over. Locks: the new rows
+    and the message rows until the caller commits. Does not commit.
     """
     if not attempts:
         return []
@@ -116,15 +104,7 @@ def begin_attempts(
     ]
     ids = {(message_id, no): id_ for id_, message_id, no in session.execute(_BEGIN, rows)}
     message_ids = [message_id for message_id, _ in attempts]
-    counted = {"message_ids": message_ids, "request": request["request_id"]}
-    if owner is None:
-        session.execute(_COUNT_ATTEMPT, counted)
-    else:
-        held = cast(
-            CursorResult[Any], session.execute(_COUNT_HELD_ATTEMPT, {**counted, "owner": owner})
-        )
-        if held.rowcount != len(ids):
-            raise LeaseLost("the message's lease is held by another worker now")
+    moves.count_attempts(session, message_ids, request["request_id"], owner)
     return [ids[key] for key in attempts]
 
 

@@ -1,9 +1,10 @@
-"""Queries on ``sms_batches``, ``sms_batch_rejections`` and the messages of a batch.
+"""Queries on ``sms_batches``, ``sms_batch_rejections``, and reads of the messages of a batch.
 
-Every change of a batch's or a message's state is one conditional UPDATE, so a second beat, a
-late chunk task or a repeated command finds nothing left to do. The dispatcher holds a batch by a
-lease (``lease_owner``/``lease_until``) for one tick; a chunk of messages is held by the message
-lease columns, with the chunk's own owner string. Nothing here commits unless it says so.
+Every change of a batch's state is one conditional UPDATE, so a second beat, a late chunk task or
+a repeated command finds nothing left to do. The dispatcher holds a batch by a lease
+(``lease_owner``/``lease_until``) for one tick. The messages' claims, leases and moves (a chunk
+is held by the message lease columns, with the chunk's own owner string) are in
+``worker.ledger.moves``. Nothing here commits unless it says so.
 
 On SQLite a transaction that will write should start with its write: a read first and a write
 after another connection committed fails with "database is locked" instead of waiting.
@@ -17,10 +18,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, and_, case, cast, func, or_, select, update
+from sqlalchemy import ColumnElement, String, and_, case, cast, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from worker import clock
+from worker.ledger import moves
 from worker.ledger.batch_models import (
     CANCELLED,
     DISPATCHABLE,
@@ -32,8 +33,7 @@ from worker.ledger.batch_models import (
 )
 from worker.ledger.batch_models import SENDING as BATCH_SENDING
 from worker.ledger.models import SmsMessage
-from worker.ledger.status import CANCELLED as MESSAGE_CANCELLED
-from worker.ledger.status import CLAIMABLE, EXPIRED, NEXT, QUEUED, SENDING
+from worker.ledger.status import CLAIMABLE
 
 # --- batches ---------------------------------------------------------------------------------
 
@@ -167,7 +167,7 @@ def cancel_batch(session: Session, batch_id: uuid.UUID, now: datetime, reason: s
         finished_at=now, lease_owner=None, lease_until=None,
     ):  # fmt: skip
         return None
-    return cancel_queued(session, batch_id=batch_id, reason=reason)
+    return moves.cancel_queued(session, batch_id=batch_id, reason=reason)
 
 
 def state_for_sending(session: Session, batch_id: uuid.UUID, *, hold: bool = True) -> str | None:
@@ -245,23 +245,10 @@ class Candidate:
     nationcode: str
 
 
-def _held_by(owner: str) -> Any:
-    """Claimed, and by ``owner``."""
-    return and_(SmsMessage.status == SENDING, SmsMessage.lease_owner == owner)
-
-
-def _lost(now: datetime) -> Any:
-    """Claimed for a chunk whose task never finished (lost, or its worker died)."""
-    return and_(SmsMessage.status == SENDING, SmsMessage.lease_until < now)
-
-
-def _waiting(now: datetime) -> Any:
-    """Queued, due, and not handed to a task already (a single send's mark is its lease)."""
-    return and_(
-        SmsMessage.status == QUEUED,
-        or_(SmsMessage.not_before.is_(None), SmsMessage.not_before <= now),
-        or_(SmsMessage.lease_until.is_(None), SmsMessage.lease_until < now),
-    )
+def _unmarked(now: datetime) -> ColumnElement[bool]:
+    """Not handed to a single-send task already (``moves.mark_handed_over``), or its mark ran
+    out."""
+    return or_(SmsMessage.lease_until.is_(None), SmsMessage.lease_until < now)
 
 
 def dispatch_candidates(
@@ -271,7 +258,7 @@ def dispatch_candidates(
     ordered so that equal params (and domestic or not) come together. Locks: none."""
     columns = (SmsMessage.id, SmsMessage.status, SmsMessage.params_key, SmsMessage.nationcode)
     found: list[Candidate] = []
-    for due in (_lost(now), _waiting(now)):
+    for due in (moves.lost(now), and_(moves.due(now), _unmarked(now))):
         if len(found) >= limit:
             break
         statement = (
@@ -291,7 +278,7 @@ def lost_in_cancelled_batches(session: Session, now: datetime, limit: int) -> li
     statement = (
         select(*columns)
         .join(SmsBatch, SmsBatch.id == SmsMessage.batch_id)
-        .where(SmsBatch.status == CANCELLED, _lost(now))
+        .where(SmsBatch.status == CANCELLED, moves.lost(now))
         .limit(limit)
     )
     return [Candidate(*row) for row in session.execute(statement)]
@@ -306,146 +293,6 @@ def in_flight(session: Session, account: str, now: datetime) -> int:
         SmsMessage.lease_until >= now,
     )
     return session.scalar(statement) or 0
-
-
-def claim_chunk(
-    session: Session, ids: Collection[uuid.UUID], owner: str, now: datetime, lease_seconds: float
-) -> list[uuid.UUID]:
-    """Claim the still claimable among ``ids`` for one group request; the ids claimed.
-
-    Sets ``sending`` with the chunk's lease and counts a delivery (the poison guard), as
-    ``messages.claim_message`` does for one. Locks: those rows until the caller commits.
-    """
-    statement = (
-        update(SmsMessage)
-        .where(SmsMessage.id.in_(ids), or_(_waiting(now), _lost(now)))
-        .values(
-            status=SENDING,
-            lease_owner=owner,
-            lease_until=now + timedelta(seconds=lease_seconds),
-            delivery_count=SmsMessage.delivery_count + 1,
-            updated_at=now,
-        )
-        .returning(SmsMessage.id)
-        .execution_options(synchronize_session=False)
-    )
-    return list(session.scalars(statement))
-
-
-def mark_handed_over(
-    session: Session, ids: Collection[uuid.UUID], now: datetime, lease_seconds: float
-) -> list[uuid.UUID]:
-    """Mark queued messages as published to the single-send task; the ids marked.
-
-    They stay ``queued`` (the send task claims them itself); the mark is a lease that keeps the
-    next ticks from publishing them again until it runs out. Does not commit.
-    """
-    statement = (
-        update(SmsMessage)
-        .where(SmsMessage.id.in_(ids), _waiting(now))
-        .values(lease_until=now + timedelta(seconds=lease_seconds), updated_at=now)
-        .returning(SmsMessage.id)
-        .execution_options(synchronize_session=False)
-    )
-    return list(session.scalars(statement))
-
-
-def hold_chunk(
-    session: Session, ids: Collection[uuid.UUID], owner: str, now: datetime, lease_seconds: float
-) -> list[SmsMessage]:
-    """Renew the lease of the messages among ``ids`` that ``owner`` still holds; those messages.
-
-    A message whose lease another dispatcher took over meanwhile is no longer this chunk's.
-    Locks: those rows until the caller commits.
-    """
-    statement = (
-        update(SmsMessage)
-        .where(_held_by(owner), SmsMessage.id.in_(ids))
-        .values(lease_until=now + timedelta(seconds=lease_seconds), updated_at=now)
-        .returning(SmsMessage)
-        .execution_options(populate_existing=True, synchronize_session=False)
-    )
-    return list(session.scalars(statement))
-
-
-def requeue_many(
-    session: Session,
-    ids: Collection[uuid.UUID],
-    owner: str,
-    not_before: datetime | None,
-    reason: str | None,
-) -> list[uuid.UUID]:
-    """Hand claimed messages back to the queue until ``not_before``; the ids handed back.
-
-    As ``messages.requeue`` for many: only while ``owner`` holds them, and the hand-back takes
-    its delivery off ``delivery_count``. Locks: those rows until the caller commits.
-    """
-    return end_many(
-        session, ids, owner, QUEUED, reason=reason, not_before=not_before,
-        delivery_count=SmsMessage.delivery_count - 1,
-    )  # fmt: skip
-
-
-def end_many(
-    session: Session, ids: Collection[uuid.UUID], owner: str, to_status: str, **fields: Any
-) -> list[uuid.UUID]:
-    """Move claimed (``sending``) messages that ``owner`` holds to ``to_status``; those moved.
-
-    The state machine (``status.NEXT``) is checked as in ``messages.transition``; the lease is
-    cleared. Locks: those rows until the caller commits.
-    """
-    if to_status not in NEXT[SENDING]:
-        raise ValueError(f"no transition to {to_status!r} from {SENDING!r}")
-    if not ids:
-        return []
-    statement = (
-        update(SmsMessage)
-        .where(_held_by(owner), SmsMessage.id.in_(ids))
-        .values(
-            status=to_status,
-            lease_owner=None,
-            lease_until=None,
-            updated_at=clock.now(),
-            **fields,
-        )
-        .returning(SmsMessage.id)
-        .execution_options(synchronize_session=False)
-    )
-    return list(session.scalars(statement))
-
-
-def cancel_queued(
-    session: Session,
-    *,
-    batch_id: uuid.UUID | None = None,
-    ids: Collection[uuid.UUID] | None = None,
-    reason: str,
-) -> int:
-    """Cancel the queued messages of a batch (or among ``ids``); how many. Does not commit."""
-    statement = update(SmsMessage).where(SmsMessage.status == QUEUED)
-    if batch_id is not None:
-        statement = statement.where(SmsMessage.batch_id == batch_id)
-    if ids is not None:
-        statement = statement.where(SmsMessage.id.in_(ids))
-    result = session.execute(
-        statement.values(
-            status=MESSAGE_CANCELLED, reason=reason, lease_owner=None, lease_until=None,
-            updated_at=clock.now(),
-        ).execution_options(synchronize_session=False)
-    )  # fmt: skip
-    return int(getattr(result, "rowcount", 0) or 0)
-
-
-def expire_queued(session: Session, batch_id: uuid.UUID, reason: str) -> int:
-    """Expire the batch's queued messages (its window ended); how many. Does not commit."""
-    result = session.execute(
-        update(SmsMessage)
-        .where(SmsMessage.batch_id == batch_id, SmsMessage.status == QUEUED)
-        .values(status=EXPIRED, reason=reason, lease_owner=None, lease_until=None,
-                updated_at=clock.now())
-        .execution_options(synchronize_session=False)
-    )  # fmt: skip
-    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def unsettled(session: Session, batch_id: uuid.UUID) -> int:

@@ -13,6 +13,7 @@ import weakref
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
@@ -132,3 +133,13 @@ def _on_sqlite_connect(engine: Engine, *, foreign_keys: bool) -> None:
             cursor.execute(f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}")
         finally:
             cursor.close()
+
+
+def dialect_insert(session: Session) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT (DO NOTHING, DO UPDATE)."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert
+    if dialect == "sqlite":
+        return sqlite.insert
+    raise NotImplementedError(f"the ledger supports PostgreSQL and SQLite, not {dialect}")

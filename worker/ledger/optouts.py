@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from sqlalchemy import delete, select, tuple_
 from sqlalchemy.orm import Session
 
-from worker.ledger.messages import dialect_insert
+from worker.ledger.db import dialect_insert
 from worker.ledger.report_models import SmsOptOut
 
 # Checked a chunk at a time so a large batch does not build one enormous IN list.

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from worker.ledger.messages import dialect_insert
+from worker.ledger.db import dialect_insert
 from worker.ledger.models import SmsMessage
 from worker.ledger.report_models import SmsDeliveryReport, SmsReply
 

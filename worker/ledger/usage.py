@@ -16,7 +16,7 @@ from typing import Any, NamedTuple, TypeVar
 from sqlalchemy import ColumnElement, RowMapping, Select, case, delete, func, select
 from sqlalchemy.orm import Session
 
-from worker.ledger.messages import dialect_insert
+from worker.ledger.db import dialect_insert
 from worker.ledger.models import SmsAttempt, SmsMessage
 from worker.ledger.status import BILLABLE, DELIVERED
 from worker.ledger.usage_models import NO_SIGN, NO_TEMPLATE, SmsDailyUsage, SmsPrice

@@ -31,7 +31,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.config import Settings
-from worker.ledger import batches
+from worker.ledger import batches, moves
 from worker.ledger.accounts import is_paused
 from worker.ledger.batch_models import SCHEDULED, SENDING, SmsBatch
 from worker.ledger.status import MARKETING, QUEUED
@@ -109,7 +109,7 @@ def _dispatch_batch(
     sessions, settings = dispatcher.sessions, dispatcher.settings
     with sessions() as session:
         if now >= batch.window_end_at:
-            expired = batches.expire_queued(session, batch.id, WINDOW_ENDED)
+            expired = moves.expire_queued(session, batch.id, WINDOW_ENDED)
             if expired:
                 log.info("batch %s: window ended, %d message(s) expired", batch.id, expired)
         done = batches.finish_if_empty(session, batch.id, now)
@@ -182,7 +182,7 @@ def _hand_over_chunk(
     """Claim the group under a new chunk lease and publish it; how many it held."""
     owner = f"chunk:{uuid.uuid4().hex}"
     with sessions() as session:
-        claimed = batches.claim_chunk(session, [c.id for c in group], owner, now, lease)
+        claimed = moves.claim_chunk(session, [c.id for c in group], owner, now, lease)
         session.commit()
     if claimed:
         publish(claimed, owner)  # if this raises, the lease runs out and a later tick resends
@@ -199,7 +199,7 @@ def _hand_over_single(
     """Publish one message to the single-send task, which claims it itself; 1 if published."""
     if candidate.status == QUEUED:
         with sessions() as session:
-            marked = batches.mark_handed_over(session, [candidate.id], now, lease)
+            marked = moves.mark_handed_over(session, [candidate.id], now, lease)
             session.commit()
         if not marked:
             return 0

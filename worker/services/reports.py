@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from worker import clock
 from worker.ledger import reports as ledger
-from worker.ledger.messages import transition
+from worker.ledger.moves import transition
 from worker.ledger.optouts import add_opt_out
 from worker.ledger.report_models import REPORT_SOURCES, SmsDeliveryReport, SmsReply
 from worker.ledger.status import AWAITING_REPORT, DELIVERED, UNDELIVERED

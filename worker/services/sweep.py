@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.ledger import messages
+from worker.ledger import messages, moves
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def sweep_messages(
         # A queued message counts as idle again only `idle_seconds` from now, so the next tick
         # does not publish it once more while its task is still on its way.
         with sessions() as session:
-            messages.mark_republished(session, published, now)
+            moves.mark_republished(session, published, now)
             session.commit()
         log.info("sweeper published %d message(s) again", len(published))
     return len(published)

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from worker.ledger import batches
+from worker.ledger import batches, moves
 from worker.ledger.accounts import is_paused
 from worker.ledger.batch_models import CANCELLED as BATCH_CANCELLED
 from worker.ledger.batch_models import PAUSED as BATCH_PAUSED
@@ -97,47 +97,47 @@ def gate(
     opted = opted_out(session, [(message.nationcode, message.mobile) for message in held])
     quiet = not within_marketing_hours(now)
     opens = now + timedelta(seconds=seconds_until_beijing_hour(now, MARKETING_OPENS))
-    moves: dict[tuple[str, str, datetime | None], list[uuid.UUID]] = defaultdict(list)
+    by_move: dict[tuple[str, str, datetime | None], list[uuid.UUID]] = defaultdict(list)
     recipients: list[Recipient] = []
     for message in held:
         seen: Counter[int] = Counter()
         lost = bool(message.attempt_count) and settle_lost_attempts(session, message.id, seen, now)
         if lost and not settings.resends_ambiguous(message.kind):
             why = "a worker stopped before recording the answer; not resent by policy"
-            moves[UNKNOWN, why, None].append(message.id)
+            by_move[UNKNOWN, why, None].append(message.id)
         elif cancelled:
-            moves[CANCELLED, "batch cancelled before it went out", None].append(message.id)
+            by_move[CANCELLED, "batch cancelled before it went out", None].append(message.id)
         elif paused:
-            moves[QUEUED, PAUSED_WHY, None].append(message.id)
+            by_move[QUEUED, PAUSED_WHY, None].append(message.id)
         elif message.delivery_count > settings.max_deliveries:
             why = f"delivered to workers {message.delivery_count} times without finishing"
-            moves[FAILED, why, None].append(message.id)
+            by_move[FAILED, why, None].append(message.id)
         elif message.expires_at is not None and message.expires_at <= now:
-            moves[EXPIRED, "the batch's window ended before it went out", None].append(message.id)
+            by_move[EXPIRED, "the batch's window ended before it went out", None].append(message.id)
         elif (message.nationcode, message.mobile) in opted:
-            moves[SUPPRESSED, OPTED_OUT_REASON, None].append(message.id)
+            by_move[SUPPRESSED, OPTED_OUT_REASON, None].append(message.id)
         elif message.attempt_count >= MAX_ATTEMPTS:
-            moves[FAILED, f"no success after {MAX_ATTEMPTS} attempts", None].append(message.id)
+            by_move[FAILED, f"no success after {MAX_ATTEMPTS} attempts", None].append(message.id)
         elif content_of(message) != content:
-            moves[QUEUED, PARAMS_WHY, None].append(message.id)
+            by_move[QUEUED, PARAMS_WHY, None].append(message.id)
         elif quiet:
             if message.expires_at is not None and opens >= message.expires_at:
-                moves[EXPIRED, "quiet hours last past the batch's window", None].append(message.id)
+                by_move[EXPIRED, "quiet hours last past the batch's window", None].append(message.id)
             else:
-                moves[QUEUED, QUIET_WHY, opens].append(message.id)
+                by_move[QUEUED, QUIET_WHY, opens].append(message.id)
         else:
             phone = Phone(message.nationcode, message.mobile)
             recipients.append(
                 Recipient(message.id, phone, message.expires_at, message.attempt_count, seen)
             )
-    for (status, why, not_before), moved_ids in moves.items():
+    for (status, why, not_before), moved_ids in by_move.items():
         if status == CANCELLED:  # a claimed message is handed back, then withdrawn
-            handed_back = batches.requeue_many(session, moved_ids, owner, None, why)
-            tally[status] += batches.cancel_queued(session, ids=handed_back, reason=why)
+            handed_back = moves.requeue_many(session, moved_ids, owner, None, why)
+            tally[status] += moves.cancel_queued(session, ids=handed_back, reason=why)
         elif status == QUEUED:
-            requeued = len(batches.requeue_many(session, moved_ids, owner, not_before, why))
+            requeued = len(moves.requeue_many(session, moved_ids, owner, not_before, why))
             metrics.deferred(first.account, _DEFERRAL_CAUSES.get(why, "other"), requeued)
             tally[status] += requeued
         else:
-            tally[status] += len(batches.end_many(session, moved_ids, owner, status, reason=why))
+            tally[status] += len(moves.end_many(session, moved_ids, owner, status, reason=why))
     return Chunk(first.batch_id, first.account, first.kind, content, recipients)

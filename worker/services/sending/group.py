@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 from tenacity import retry_if_result
 
-from worker.ledger import attempts, batches, messages
+from worker.ledger import attempts, moves
 from worker.ledger.status import EXPIRED, FAILED, QUEUED, SENDING, SENT, UNKNOWN
 from worker.observability import metrics
 from worker.observability.logs import bind_log_context, log_context
@@ -80,7 +80,7 @@ def _hold_and_send(
     tally: Counter[str] = Counter()
     now = ctx.now()
     with ctx.sessions() as session:
-        held = batches.hold_chunk(
+        held = moves.hold_chunk(
             session, message_ids, lease_owner, now, ctx.settings.lease_seconds
         )
         if held:
@@ -143,13 +143,13 @@ def _one_try(
         # Renewing the lease also drops a number another dispatcher has taken over.
         ids = [recipient.id for recipient in pending]
         lease = ctx.settings.lease_seconds
-        still = {m.id for m in batches.hold_chunk(session, ids, owner, now, lease)}
+        still = {m.id for m in moves.hold_chunk(session, ids, owner, now, lease)}
         held_back = {i: why for i, why in withheld.items() if i in still}
         tally.update(settle_withheld(session, held_back, owner, chunk.account).values())
         still -= held_back.keys()
         spent = [r.id for r in pending if r.id in still and r.attempts_made >= MAX_ATTEMPTS]
         why = f"no success after {MAX_ATTEMPTS} attempts"
-        tally[FAILED] += len(batches.end_many(session, spent, owner, FAILED, reason=why))
+        tally[FAILED] += len(moves.end_many(session, spent, owner, FAILED, reason=why))
         going = [r for r in pending if r.id in still and r.id not in spent]
         if not going:
             session.commit()
@@ -235,7 +235,7 @@ def _record_answers(
     """
     sent = {r.id: a for r, a in zip(going, answers, strict=True) if a.outcome is Outcome.OK}
     fields = {message_id: _sent_fields(exchange, answer) for message_id, answer in sent.items()}
-    moved = messages.transition_many(session, fields, SENT, from_statuses=(SENDING,), owner=owner)
+    moved = moves.transition_many(session, fields, SENT, from_statuses=(SENDING,), owner=owner)
     # A delivery report may have overtaken its answer.
     match_sent_many(session, {message_id: sent[message_id].sid or "" for message_id in moved})
     tally[SENT] += len(moved)
@@ -290,11 +290,11 @@ def _decide(
         if info is not None and info.pauses_account:
             stop_account(session, chunk.account, info.code, answer.errmsg, ctx.now())
             why = f"account paused: {answer.errmsg}"
-            if not messages.requeue(session, message_id, owner, None, why):
+            if not moves.requeue(session, message_id, owner, None, why):
                 return None
             metrics.deferred(chunk.account, metrics.ACCOUNT_PAUSED)
             return QUEUED
-        moved = messages.transition(
+        moved = moves.transition(
             session, message_id, FAILED, from_statuses=(SENDING,), owner=owner,
             result=code, errmsg=answer.errmsg, reason=answer.errmsg,
         )  # fmt: skip
@@ -308,7 +308,7 @@ def _decide(
         return status
     if answer.outcome is Outcome.AMBIGUOUS and not ctx.settings.resends_ambiguous(chunk.kind):
         why = f"{answer.errmsg}; may have been delivered, not resent by policy"
-        moved = messages.transition(
+        moved = moves.transition(
             session, message_id, UNKNOWN, from_statuses=(SENDING,), owner=owner, reason=why
         )
         return UNKNOWN if moved else None
@@ -321,11 +321,11 @@ def _hand_back(
     """Back to the queue until ``not_before``, or ``expired`` when that is past its window."""
     if recipient.expires_at is not None and not_before >= recipient.expires_at:
         why = f"{reason}; would wait past the batch's window"
-        moved = messages.transition(
+        moved = moves.transition(
             session, recipient.id, EXPIRED, from_statuses=(SENDING,), owner=owner, reason=why
         )
         return EXPIRED if moved else None
-    return QUEUED if messages.requeue(session, recipient.id, owner, not_before, reason) else None
+    return QUEUED if moves.requeue(session, recipient.id, owner, not_before, reason) else None
 
 
 def _log_request(

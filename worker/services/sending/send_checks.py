@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from worker.ledger import batches
+from worker.ledger import batches, moves
 from worker.ledger.batch_models import CANCELLED as BATCH_CANCELLED
 from worker.ledger.batch_models import PAUSED as BATCH_PAUSED
 from worker.ledger.optouts import opted_out
@@ -115,19 +115,19 @@ def settle_withheld(
     A cancelled one is handed back to the queue, then withdrawn (``sending`` does not move to
     ``cancelled`` directly). Locks: those rows until the caller commits. Does not commit.
     """
-    moves: dict[tuple[str, str, datetime | None, str], list[uuid.UUID]] = defaultdict(list)
+    by_move: dict[tuple[str, str, datetime | None, str], list[uuid.UUID]] = defaultdict(list)
     for message_id, why in withheld.items():
-        moves[why.status, why.reason, why.not_before, why.cause].append(message_id)
+        by_move[why.status, why.reason, why.not_before, why.cause].append(message_id)
     reached: dict[uuid.UUID, str] = {}
-    for (status, reason, not_before, cause), ids in moves.items():
+    for (status, reason, not_before, cause), ids in by_move.items():
         if status == CANCELLED:
-            handed_back = batches.requeue_many(session, ids, owner, None, reason)
-            batches.cancel_queued(session, ids=handed_back, reason=reason)
+            handed_back = moves.requeue_many(session, ids, owner, None, reason)
+            moves.cancel_queued(session, ids=handed_back, reason=reason)
             moved = handed_back
         elif status == QUEUED:
-            moved = batches.requeue_many(session, ids, owner, not_before, reason)
+            moved = moves.requeue_many(session, ids, owner, not_before, reason)
             metrics.deferred(account, cause or "other", len(moved))
         else:
-            moved = batches.end_many(session, ids, owner, status, reason=reason)
+            moved = moves.end_many(session, ids, owner, status, reason=reason)
         reached.update((message_id, status) for message_id in moved)
     return reached

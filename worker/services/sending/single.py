@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 from tenacity import retry_if_result
 
-from worker.ledger import attempts, messages
+from worker.ledger import attempts, moves
 from worker.ledger.models import SmsMessage
 from worker.ledger.status import (
     EXPIRED,
@@ -123,7 +123,7 @@ def _claim_and_send(message_id: uuid.UUID, ctx: SendContext) -> SendVerdict:
     owner = f"{ctx.worker}:{secrets.token_hex(4)}"
     now = ctx.now()
     with ctx.sessions() as session:
-        message = messages.claim_message(
+        message = moves.claim_message(
             session, message_id, owner, ctx.settings.lease_seconds, now
         )
         if message is None:
@@ -247,7 +247,7 @@ def _one_try(
                 started_at=ctx.now(),
                 owner=owner,
             )
-        except attempts.LeaseLost:
+        except moves.LeaseLost:
             log.warning("lease lost before attempt %d; another worker has the message", attempt_no)
             return Step(None, NOT_OURS)
         session.commit()
@@ -287,7 +287,7 @@ def _decide(
     answer = exchange.response
     if outcome is Outcome.OK and answer is not None:
         (result,) = exchange.results()
-        moved = messages.transition(
+        moved = moves.transition(
             session, outgoing.id, SENT, from_statuses=(SENDING,), owner=owner,
             sid=result.sid, fee=result.fee, result=result.result, errmsg=result.errmsg,
             sent_at=exchange.finished_at, reason=None,
@@ -367,7 +367,7 @@ def _defer(
     not_before = now + timedelta(seconds=wait)
     if outgoing.expires_at is not None and not_before >= outgoing.expires_at:
         return _end(session, outgoing.id, owner, EXPIRED, f"{reason}; would wait past deadline")
-    if not messages.requeue(session, outgoing.id, owner, not_before, reason):
+    if not moves.requeue(session, outgoing.id, owner, not_before, reason):
         return NOT_OURS
     metrics.deferred(outgoing.account, cause)
     countdown = wait if wait <= MAX_COUNTDOWN_SECONDS else None
@@ -379,7 +379,7 @@ def _pause(
 ) -> SendVerdict:
     """The account cannot send (1031, 1033): stop it, keep the message queued, alert."""
     stop_account(session, outgoing.account, code, reason, ctx.now())
-    if messages.requeue(session, outgoing.id, owner, None, f"account paused: {reason}"):
+    if moves.requeue(session, outgoing.id, owner, None, f"account paused: {reason}"):
         metrics.deferred(outgoing.account, metrics.ACCOUNT_PAUSED)
     return SendVerdict(QUEUED, reason=f"account paused: {reason}")
 
@@ -392,7 +392,7 @@ def _end(
     reason: str,
     **fields: object,
 ) -> SendVerdict:
-    moved = messages.transition(
+    moved = moves.transition(
         session, message_id, status, from_statuses=(SENDING,), owner=owner, reason=reason, **fields
     )
     return SendVerdict(status if moved else None, reason=reason)
