@@ -1,10 +1,11 @@
 """The Celery app: ``celery -A worker worker -Q sms.transactional,sms.maintenance``.
 
-Settings follow DESIGN 4.6: late acks with requeue on worker loss (the ledger's delivery count
-stops a poison message from looping), results ignored (the ledger is the record), a visibility
-timeout well above the longest countdown plus the task time limit, a soft shutdown window, and
-explicit timeouts on the broker connection. Redis is the default broker; on RabbitMQ the same
-settings hold, with durable queues, publisher confirms and a separate Redis for the throttle.
+Settings follow docs/architecture.md (Queues and Celery settings): late acks with requeue on worker
+loss (the ledger's delivery count stops a poison message from looping), results ignored (the ledger
+is the record), a visibility timeout well above the longest countdown plus the task time limit, a
+soft shutdown window, and explicit timeouts on the broker connection. Redis is the default broker;
+on RabbitMQ the same settings hold, with durable queues, publisher confirms and a separate Redis for
+the throttle.
 
 The module-level ``app`` reads the ``SMS_*`` settings only when its configuration is first
 needed, so importing this module reads none; a bad one ends ``celery -A worker ...`` with one
@@ -204,7 +205,7 @@ def make_app(settings: Settings | None = None) -> Celery:
         # Durable classic queues on RabbitMQ, messages persistent (Celery's default). Not quorum
         # queues: for those Celery fixes the prefetch, so the countdown tasks a worker holds
         # would block it, unless its own delayed-delivery topic exchanges replace our direct ones.
-        # What must survive is the ledger anyway (DESIGN 4.5).
+        # What must survive is the ledger anyway (docs/data-model.md, the ledger's guarantees).
         task_queues=[Queue(name, routing_key=name, durable=True) for name in QUEUES],
         task_routes={TASK_SWEEP: {"queue": QUEUE_MAINTENANCE}},
         task_time_limit=TASK_TIME_LIMIT_SECONDS,

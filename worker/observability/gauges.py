@@ -1,9 +1,9 @@
 """Gauges of the ledger and the broker, computed when Prometheus scrapes.
 
-The database is the source of truth (DESIGN 4.5), so how much work waits, how old the oldest
-is, which accounts are paused and how far each batch has come are read from it at scrape time
-rather than tracked by counters that a restart would lose. The queries, bounded and indexed,
-are in ``worker.ledger.gauges``.
+The database is the source of truth (docs/data-model.md, the ledger's guarantees), so how much work
+waits, how old the oldest is, which accounts are paused and how far each batch has come are read
+from it at scrape time rather than tracked by counters that a restart would lose. The queries,
+bounded and indexed, are in ``worker.ledger.gauges``.
 
 The gauges describe the shared ledger, so every worker serving them reports the same values:
 aggregate them with ``max``, not ``sum``.

@@ -1,7 +1,8 @@
 """What the gateway bills: the text a handset receives, its segments, and the ``sid``.
 
-The simulator's own counting, kept apart from the client's (DESIGN.md section 3) and proven by
-its own tests against the billing rules of DESIGN.md section 2.5.
+The simulator's own counting, kept apart from the client's (docs/architecture.md, the import
+rules) and proven by its own tests against the billing rules of docs/gateway.md (Length and
+billing).
 """
 
 from __future__ import annotations

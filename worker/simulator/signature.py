@@ -1,7 +1,8 @@
 """The gateway's side of ``sig``: recompute it from the request and compare.
 
-Written apart from the client's signing code on purpose (DESIGN.md section 3): if both shared
-one function, a bug in it would sign and verify the same wrong string and every test would pass.
+Written apart from the client's signing code on purpose (docs/architecture.md, the import rules): if
+both shared one function, a bug in it would sign and verify the same wrong string and every test
+would pass.
 """
 
 from __future__ import annotations

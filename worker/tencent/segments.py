@@ -3,7 +3,7 @@
 The gateway bills per segment (``fee``), so this must agree with it character for character:
 mainland China counts every character once (70 in one segment, then 67 a segment); elsewhere a
 text entirely in the GSM 7-bit alphabet gets 160/153, with the extension characters taking two
-septets, and anything else goes as UCS-2 at 70/67 (DESIGN 2.5).
+septets, and anything else goes as UCS-2 at 70/67 (docs/gateway.md, Length and billing).
 """
 
 from __future__ import annotations

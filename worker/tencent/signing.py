@@ -1,6 +1,6 @@
 """The v5 request signature: SHA-256 of ``appkey=K&random=R&time=T`` and the recipient.
 
-What is appended depends on the API (DESIGN 2.1): ``&mobile=M`` for a send to national
+What is appended depends on the API (docs/gateway.md, Signing): ``&mobile=M`` for a send to national
 numbers (several joined by ``,`` in request order), ``&tel=+E164`` for ``sendisms``, and
 nothing for pulls and statistics. The appkey never leaves this function: only the digest does.
 """
