@@ -53,7 +53,7 @@ from bench.pipeline_throughput import (
 )
 from worker.celery.routing import DISPATCH_EVERY_SECONDS, QUEUE_MAINTENANCE, QUEUE_MARKETING
 from worker.ledger.db import make_engine, session_factory
-from worker.ledger.models import SmsAttempt, SmsMessage
+from worker.ledger.schema import SmsAttempt, SmsMessage
 from worker.ledger.status import BILLABLE, QUEUED, SENDING, SENT
 from worker.runners.processes import ManagedProcess, celery_beat, celery_worker
 from worker.services.sending.waits import seconds_until_beijing_hour

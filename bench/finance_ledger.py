@@ -50,8 +50,7 @@ from bench.ledger_rows import Shape, generate
 from bench.pipeline_throughput import fresh_database, worker_environment
 from worker.ledger.db import make_engine, session_factory
 from worker.ledger.migrate import upgrade
-from worker.ledger.models import SmsAttempt
-from worker.ledger.usage_models import SmsDailyUsage
+from worker.ledger.schema import SmsAttempt, SmsDailyUsage
 from worker.services import finance
 
 TARGET_SUMMARY_MS = 100.0
@@ -59,7 +58,7 @@ TARGET_EXPORT_MB = 200.0
 BY = ("day", "account")
 EXPORT_FRACTIONS = (0.1, 0.3, 1.0)
 POLL_SECONDS = 0.02  # between two looks at an exporting child's memory
-# The export's query (worker.ledger.usage.stream_attempts), for COPY.
+# The export's query (worker.ledger.finance.stream_attempts), for COPY.
 COPY_ATTEMPTS = """COPY (SELECT a.*, m.account, m.kind, m.nationcode
   FROM sms_attempts a JOIN sms_messages m ON m.id = a.message_id
   WHERE a.started_at >= '{start}' AND a.started_at < '{end}' ORDER BY a.started_at, a.id)

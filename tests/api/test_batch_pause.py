@@ -27,12 +27,10 @@ from worker.celery.routing import DISPATCH_EVERY_SECONDS
 from worker.config import Settings
 from worker.ledger import attempts
 from worker.ledger import batches as ledger_batches
-from worker.ledger.batch_models import CANCELLED as BATCH_CANCELLED
-from worker.ledger.batch_models import DONE, PAUSED, SENDING
 from worker.ledger.db import make_engine, session_factory
-from worker.ledger.models import SmsAttempt, SmsMessage
 from worker.ledger.optouts import add_opt_out
-from worker.ledger.status import CANCELLED, QUEUED, SENT, SUPPRESSED
+from worker.ledger.schema import SmsAttempt, SmsMessage
+from worker.ledger.status import CANCELLED, QUEUED, SENT, SUPPRESSED, BatchStatus
 from worker.services.dispatch import Dispatcher, dispatch_due_batches
 from worker.services.sending.context import SendContext
 from worker.services.sending.group import send_chunk
@@ -248,7 +246,7 @@ def test_pausing_or_cancelling_twice_is_not_an_error(pg: Run) -> None:
     assert (first.returncode, second.returncode) == (0, 0), first.stderr + second.stderr
     assert f"paused batch {batch_id}" in first.stdout
     assert f"batch {batch_id} was already paused" in second.stdout
-    assert pg.batches.find(batch_id).status == PAUSED
+    assert pg.batches.find(batch_id).status == BatchStatus.PAUSED
 
     resumed, again = sms_worker(pg, "resume", batch_id), sms_worker(pg, "resume", batch_id)
     assert (resumed.returncode, again.returncode) == (0, 0), resumed.stderr + again.stderr
@@ -271,7 +269,7 @@ def test_a_done_batch_is_not_paused_nor_cancelled(pg: Run) -> None:
     batch_id = pg.create(mobiles(2, 500), shared=True)
     pg.send_all()
     pg.hand_out()  # the tick after the last send marks the batch done
-    assert pg.batches.find(str(batch_id)).status == DONE
+    assert pg.batches.find(str(batch_id)).status == BatchStatus.DONE
     for command in ("pause", "cancel"):
         refused = sms_worker(pg, command, str(batch_id))
         assert refused.returncode == 2, refused.stdout
@@ -293,8 +291,8 @@ def test_pause_help_states_the_guarantee(pg: Run) -> None:
 @pytest.mark.parametrize(
     ("command", "state", "said", "then"),
     [
-        ("pause", PAUSED, "paused batch", QUEUED),
-        ("cancel", BATCH_CANCELLED, "cancelled batch", CANCELLED),
+        ("pause", BatchStatus.PAUSED, "paused batch", QUEUED),
+        ("cancel", BatchStatus.CANCELLED, "cancelled batch", CANCELLED),
     ],
 )
 def test_pause_and_cancel_return_only_after_a_write_ahead_in_progress_and_later_ones_see_it(
@@ -305,7 +303,7 @@ def test_pause_and_cancel_return_only_after_a_write_ahead_in_progress_and_later_
     first, second = ids
     # A worker is writing the attempt of a request ahead: it has read the batch as sending.
     with pg.sessions() as writing:
-        assert ledger_batches.state_for_sending(writing, batch_id) == SENDING
+        assert ledger_batches.state_for_sending(writing, batch_id) == BatchStatus.SENDING
         pausing = subprocess.Popen(
             [SMS_WORKER, "batch", command, str(batch_id)], env=cli_environment(pg), cwd=pg.folder,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

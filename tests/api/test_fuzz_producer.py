@@ -38,7 +38,7 @@ from tests.strategies import (
 )
 from worker.api.producer import MAX_PUBLISH_DELAY_SECONDS, Producer
 from worker.ledger.db import make_engine, session_factory
-from worker.ledger.models import SmsMessage
+from worker.ledger.schema import SmsMessage
 from worker.ledger.status import KINDS, QUEUED, VERIFICATION
 from worker.tencent import InvalidInput, parse_phone
 

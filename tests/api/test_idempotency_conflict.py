@@ -23,7 +23,7 @@ from tests.fixtures.pipeline import child_environment, settings_under
 from worker.api.producer import Enqueued, Producer
 from worker.ledger.db import make_engine, session_factory
 from worker.ledger.migrate import upgrade
-from worker.ledger.models import SmsMessage
+from worker.ledger.schema import SmsMessage
 from worker.tencent import InvalidInput
 
 SMS_WORKER = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "sms-worker")

@@ -20,10 +20,10 @@ from tests.fixtures.pipeline import child_environment, settings_under
 from tests.fixtures.simulator import APPKEY, SDKAPPID
 from worker.api.batches import Batches
 from worker.api.producer import Producer
-from worker.ledger.batch_models import BAD_PARAM
 from worker.ledger.db import make_engine, session_factory
 from worker.ledger.migrate import upgrade
-from worker.ledger.models import SmsMessage
+from worker.ledger.schema import SmsMessage
+from worker.ledger.schema.batches import BAD_PARAM
 from worker.services.batch_import import BatchInputError
 from worker.tencent import InvalidInput
 

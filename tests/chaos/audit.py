@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.ledger.models import SmsAttempt, SmsMessage
+from worker.ledger.schema import SmsAttempt, SmsMessage
 from worker.ledger.status import BILLABLE, CLAIMABLE, IN_FLIGHT, UNKNOWN
 from worker.simulator.control import InboxMessage, RequestRecord, SimulatorControl
 from worker.tencent.codes import Outcome

@@ -39,7 +39,7 @@ from worker.celery.application import make_app
 from worker.celery.tasks import make_publisher
 from worker.config import Settings
 from worker.ledger.db import make_engine, session_factory
-from worker.ledger.models import SmsMessage
+from worker.ledger.schema import SmsMessage
 from worker.ledger.status import CLAIMABLE, SENDING
 from worker.runners.processes import ManagedProcess, celery_beat
 from worker.simulator.control import SimulatorControl

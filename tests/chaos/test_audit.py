@@ -10,7 +10,7 @@ import itertools
 import uuid
 
 from tests.chaos.audit import Audit, compute_audit, table
-from worker.ledger.models import SmsAttempt, SmsMessage
+from worker.ledger.schema import SmsAttempt, SmsMessage
 from worker.ledger.status import FAILED, QUEUED, SENT, UNKNOWN
 from worker.simulator.control import InboxMessage, RequestRecord
 

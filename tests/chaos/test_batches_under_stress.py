@@ -22,7 +22,7 @@ from tests.chaos.harness import SIZE, ChaosRun, case_timeout, scaled
 from tests.chaos.system import ChaosSystem, mainland_numbers
 from tests.fixtures.simulator import MARKETING_PARAMS, SIGN, TPL_MARKETING
 from worker.api.batches import Batches
-from worker.ledger.models import SmsMessage
+from worker.ledger.schema import SmsMessage
 from worker.ledger.status import BILLABLE, QUEUED, SENDING
 from worker.services.sending.waits import BEIJING, MARKETING_CLOSES, MARKETING_OPENS
 

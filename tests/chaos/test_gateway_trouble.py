@@ -18,7 +18,7 @@ from sqlalchemy import select
 from tests.chaos.gateway_proxy import GatewayProxy
 from tests.chaos.harness import GATEWAY_LATENCY_MS, SIZE, ChaosRun, case_timeout, scaled
 from tests.chaos.system import ChaosSystem, Load, mainland_numbers
-from worker.ledger.models import SmsAttempt
+from worker.ledger.schema import SmsAttempt
 from worker.ledger.status import BILLABLE
 from worker.tencent.codes import Outcome
 

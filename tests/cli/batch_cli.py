@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.fixtures.pipeline import child_environment
 from tests.fixtures.simulator import APPKEY, SDKAPPID
 from worker.ledger import batch_rows, batches
-from worker.ledger.models import SmsMessage
+from worker.ledger.schema import SmsMessage
 
 SMS_WORKER = str(Path(sys.executable).with_name("sms-worker"))
 TEMPLATE = "100002"

@@ -24,7 +24,7 @@ from worker import clock
 from worker.cli import main
 from worker.ledger import accounts as ledger_accounts
 from worker.ledger import messages
-from worker.ledger.models import SmsAttempt
+from worker.ledger.schema import SmsAttempt
 from worker.ledger.status import MARKETING
 from worker.tencent.codes import Outcome
 

@@ -25,7 +25,7 @@ from worker import clock
 from worker.api.producer import Producer
 from worker.ledger import accounts as ledger_accounts
 from worker.ledger import messages
-from worker.ledger.models import SmsAttempt, SmsMessage
+from worker.ledger.schema import SmsAttempt, SmsMessage
 from worker.ledger.status import FAILED, MARKETING, NOTIFICATION
 from worker.simulator.server import SimulatorServer
 from worker.tencent.codes import Outcome

@@ -30,7 +30,7 @@ from tests.fixtures.simulator import (
 from worker import clock
 from worker.celery.routing import QUEUE_MAINTENANCE, TASK_SWEEP
 from worker.ledger.migrate import upgrade
-from worker.ledger.models import SmsMessage
+from worker.ledger.schema import SmsMessage
 from worker.ledger.status import QUEUED, SENT
 from worker.services.sending.throttle import Throttle
 
@@ -63,7 +63,7 @@ PROBE = """
 from datetime import UTC, datetime
 from worker import clock
 from worker.config import load_settings
-from worker.ledger.models import utcnow
+from worker.ledger.schema import utcnow
 real = datetime.now(UTC)
 ledger_default = utcnow()  # before any settings are loaded: from the environment
 settings = load_settings()

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from worker.ledger import accounts, messages, moves, status
 from worker.ledger.db import make_engine, session_factory
 from worker.ledger.migrate import current, downgrade, upgrade
-from worker.ledger.models import SmsMessage
+from worker.ledger.schema import SmsMessage
 
 NOW = datetime(2024, 11, 24, 12, 0, tzinfo=UTC)
 LATER = NOW + timedelta(hours=3)

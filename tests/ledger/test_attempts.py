@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from worker.ledger import attempts, messages, moves, status
-from worker.ledger.models import SmsAttempt
+from worker.ledger.schema import SmsAttempt
 from worker.tencent.codes import Outcome
 
 STARTED = datetime(2024, 11, 24, 12, 0, tzinfo=UTC)

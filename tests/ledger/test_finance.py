@@ -16,9 +16,9 @@ import pytest
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.ledger import attempts, messages, moves, usage
+from worker.ledger import attempts, messages, moves
+from worker.ledger import finance as ledger_finance
 from worker.ledger.db import session_factory
-from worker.ledger.models import SmsAttempt
 from worker.ledger.reconciliation import (
     BilledAttempt,
     LedgerHour,
@@ -28,9 +28,8 @@ from worker.ledger.reconciliation import (
     sends_without_report,
     unsettled_attempts,
 )
-from worker.ledger.report_models import SmsDeliveryReport
+from worker.ledger.schema import SmsAttempt, SmsDailyUsage, SmsDeliveryReport
 from worker.ledger.status import DELIVERED, MARKETING, NOTIFICATION, SENT
-from worker.ledger.usage_models import SmsDailyUsage
 from worker.services import finance
 from worker.services.reconciliation import TemplateBook, compare_hours
 from worker.tencent import SendStats
@@ -183,7 +182,9 @@ def test_the_rollup_upserts_on_its_key_and_the_summary_reads_it(
     day_bounds = (D_START, D_START + timedelta(days=1))
     written = finance.rollup(sessions, [D])
     with sessions() as session:
-        assert usage.daily_usage(session, D, D) == {D: usage.live_usage(session, *day_bounds)}
+        assert ledger_finance.daily_usage(session, D, D) == {
+            D: ledger_finance.live_usage(session, *day_bounds)
+        }
         assert session.scalar(select(func.count()).select_from(SmsDailyUsage)) == written
     assert finance.rollup(sessions, [D]) == written  # again: the same rows, no duplicates
     with sessions() as session:
@@ -206,7 +207,9 @@ def test_the_rollup_upserts_on_its_key_and_the_summary_reads_it(
 
     finance.rollup(sessions, [D])
     with sessions() as session:
-        assert usage.daily_usage(session, D, D) == {D: usage.live_usage(session, *day_bounds)}
+        assert ledger_finance.daily_usage(session, D, D) == {
+            D: ledger_finance.live_usage(session, *day_bounds)
+        }
         statuses = set(session.scalars(select(SmsDailyUsage.status).distinct()))
     rolled = finance.summary(sessions, *day_bounds, by=["status"], now=NOW)
     assert {row.key["status"]: row.figures.delivered for row in rolled} == {
@@ -220,17 +223,18 @@ def test_the_rollup_upserts_on_its_key_and_the_summary_reads_it(
 def test_prices_turn_segments_into_decimal_money(sessions: sessionmaker[Session]) -> None:
     with sessions() as session:
         build_day(session)
-        usage.set_price(session, nationcode="86", kind="*", valid_from=D - timedelta(days=30),
-                        price_per_segment=Decimal("0.045"))  # fmt: skip
+        month_before = D - timedelta(days=30)
+        ledger_finance.set_price(session, nationcode="86", kind="*", valid_from=month_before,
+                                 price_per_segment=Decimal("0.045"))  # fmt: skip
         # A new price for mainland notifications from D on.
-        usage.set_price(session, nationcode="86", kind=NOTIFICATION, valid_from=D,
-                        price_per_segment=Decimal("0.040"))  # fmt: skip
-        usage.set_price(session, nationcode="*", kind="*", valid_from=D - timedelta(days=30),
-                        price_per_segment=Decimal("0.3175"))  # fmt: skip
+        ledger_finance.set_price(session, nationcode="86", kind=NOTIFICATION, valid_from=D,
+                                 price_per_segment=Decimal("0.040"))  # fmt: skip
+        ledger_finance.set_price(session, nationcode="*", kind="*", valid_from=month_before,
+                                 price_per_segment=Decimal("0.3175"))  # fmt: skip
         session.commit()
         with pytest.raises(TypeError):
-            usage.set_price(session, nationcode="1", kind="*", valid_from=D,
-                            price_per_segment=0.1)  # type: ignore[arg-type]  # fmt: skip
+            ledger_finance.set_price(session, nationcode="1", kind="*", valid_from=D,
+                                     price_per_segment=0.1)  # type: ignore[arg-type]  # fmt: skip
     prices = finance.PriceList.load(sessions)
     rows = finance.summary(
         sessions, D_START - timedelta(days=1), D_START + timedelta(days=1),
@@ -246,8 +250,8 @@ def test_prices_turn_segments_into_decimal_money(sessions: sessionmaker[Session]
     assert rows[1].as_dict(priced=True)["cost"] == "0.317500"
 
     with sessions() as session:
-        usage.set_price(session, nationcode="44", kind="*", valid_from=D,
-                        price_per_segment=Decimal("0.05"), currency="USD")  # fmt: skip
+        ledger_finance.set_price(session, nationcode="44", kind="*", valid_from=D,
+                                 price_per_segment=Decimal("0.05"), currency="USD")  # fmt: skip
         session.commit()
     with pytest.raises(ValueError, match="currency"):
         finance.summary(sessions, D_START, D_START + timedelta(days=1),
@@ -257,8 +261,8 @@ def test_prices_turn_segments_into_decimal_money(sessions: sessionmaker[Session]
 def test_an_unpriced_country_is_counted_apart(sessions: sessionmaker[Session]) -> None:
     with sessions() as session:
         build_day(session)
-        usage.set_price(session, nationcode="86", kind="*", valid_from=D,
-                        price_per_segment=Decimal("0.045"))  # fmt: skip
+        ledger_finance.set_price(session, nationcode="86", kind="*", valid_from=D,
+                                 price_per_segment=Decimal("0.045"))  # fmt: skip
         session.commit()
     (row,) = finance.summary(
         sessions, D_START, D_START + timedelta(days=1),
@@ -273,8 +277,8 @@ def test_a_summary_from_the_rollup_groups_and_prices_as_the_live_one(
     with sessions() as session:
         build_day(session)
         add_message(session, D_START + timedelta(hours=6), [(0, 1, "ok")], account="other")
-        usage.set_price(session, nationcode="86", kind="*", valid_from=D,
-                        price_per_segment=Decimal("0.045"))  # fmt: skip
+        ledger_finance.set_price(session, nationcode="86", kind="*", valid_from=D,
+                                 price_per_segment=Decimal("0.045"))  # fmt: skip
         session.commit()
     finance.rollup(sessions, [D - timedelta(days=1), D, D + timedelta(days=1)])
     period = (D_START - timedelta(days=1), D_START + timedelta(days=2))

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from worker.ledger import messages, moves, status
 from worker.ledger.db import session_factory
-from worker.ledger.models import SmsMessage
+from worker.ledger.schema import SmsMessage
 
 T = TypeVar("T")
 NOW = datetime(2024, 11, 24, 12, 0, tzinfo=UTC)

@@ -20,7 +20,7 @@ from worker.cli.migrate import migrate
 from worker.ledger import attempts, messages, status
 from worker.ledger.db import make_engine
 from worker.ledger.migrate import current, downgrade, head, upgrade
-from worker.ledger.models import Base
+from worker.ledger.schema import Base
 
 ROOT = Path(__file__).resolve().parents[2]
 LEDGER_TABLES = {

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 import worker
 from worker.ledger import accounts, messages, moves, status
-from worker.ledger.models import SmsMessage
+from worker.ledger.schema import SmsMessage
 
 NOW = datetime(2024, 11, 24, 12, 0, tzinfo=UTC)
 LIVE = NOW + timedelta(minutes=1)  # a lease still held at NOW

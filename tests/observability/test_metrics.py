@@ -36,7 +36,7 @@ from worker.celery.routing import DISPATCH_EVERY_SECONDS, QUEUES
 from worker.celery.tasks import make_chunk_publisher
 from worker.ledger.accounts import pause_account, resume_account
 from worker.ledger.messages import count_by_status
-from worker.ledger.models import SmsAttempt, SmsMessage
+from worker.ledger.schema import SmsAttempt, SmsMessage
 from worker.ledger.status import NOTIFICATION, QUEUED, SENDING, SENT, VERIFICATION
 from worker.observability.endpoint import serve_worker_metrics
 from worker.observability.metrics import MULTIPROCESS_FOLDER

@@ -26,9 +26,8 @@ from sqlalchemy import select
 from tests.fixtures.pipeline import Pipeline, Pipelines, child_environment
 from tests.pipeline.test_batches import CLOCK, BatchRun, new_mobiles, offset_to
 from worker.celery.tasks import make_chunk_publisher
-from worker.ledger.batch_models import PAUSED
-from worker.ledger.models import SmsAttempt, SmsMessage
-from worker.ledger.status import QUEUED, SENT
+from worker.ledger.schema import SmsAttempt, SmsMessage
+from worker.ledger.status import QUEUED, SENT, BatchStatus
 from worker.services.dispatch import Dispatcher, dispatch_due_batches
 
 SMS_WORKER = str(Path(sys.executable).with_name("sms-worker"))
@@ -130,7 +129,7 @@ def pause_mid_way_then_resume(
     # Paused, nothing is handed out; what waits is queued, not failed.
     assert sum(run.tick().messages for _ in range(3)) == 0
     assert run.counts(batch_id) == counts
-    assert run.batches.status(batch_id).batch.status == PAUSED
+    assert run.batches.status(batch_id).batch.status == BatchStatus.PAUSED
 
     run.control.set_faults()  # the gateway answers at once again
     resumed = sms_worker(run, folder, "resume", str(batch_id))

@@ -29,11 +29,9 @@ from worker.celery.routing import (
     TASK_DISPATCH_BATCHES,
 )
 from worker.celery.tasks import make_chunk_publisher
-from worker.ledger.batch_models import CANCELLED as BATCH_CANCELLED
-from worker.ledger.batch_models import DONE
 from worker.ledger.messages import count_by_status
-from worker.ledger.models import SmsAttempt, SmsMessage
-from worker.ledger.status import CANCELLED, FAILED, QUEUED, SENDING, SENT, UNKNOWN
+from worker.ledger.schema import SmsAttempt, SmsMessage
+from worker.ledger.status import CANCELLED, FAILED, QUEUED, SENDING, SENT, UNKNOWN, BatchStatus
 from worker.services.dispatch import Dispatcher, DispatchReport, dispatch_due_batches
 from worker.services.sending.waits import BEIJING, seconds_until_beijing_hour
 from worker.simulator.control import SimulatorControl
@@ -164,7 +162,7 @@ class BatchRun:
     def done(self, batch_id: uuid.UUID, timeout: float = 180) -> dict[str, int]:
         counts = self.drive(batch_id, lambda c: not c.get(QUEUED) and not c.get(SENDING), timeout)
         self.tick()
-        assert self.batches.status(batch_id).batch.status == DONE
+        assert self.batches.status(batch_id).batch.status == BatchStatus.DONE
         return counts
 
     def messages(self, batch_id: uuid.UUID) -> dict[str, SmsMessage]:
@@ -301,7 +299,7 @@ def test_pause_resume_and_cancel_mid_batch(run: BatchRun) -> None:
     assert counts[CANCELLED] >= cancelled
     assert sum(run.tick().messages for _ in range(3)) == 0
     assert set(counts) == {SENT, CANCELLED} and counts[SENT] + counts[CANCELLED] == 1000
-    assert run.batches.status(batch_id).batch.status == BATCH_CANCELLED
+    assert run.batches.status(batch_id).batch.status == BatchStatus.CANCELLED
 
     messages = run.messages(batch_id)
     inbox = Counter(m.mobile for m in run.control.inbox())
@@ -339,8 +337,11 @@ def test_beats_own_task_dispatches_a_batch(run: BatchRun) -> None:
     for _ in range(900):  # the beat entry's task, as beat would publish it, in the worker
         run.pipeline.celery_app.send_task(TASK_DISPATCH_BATCHES, queue=QUEUE_MAINTENANCE)
         time.sleep(0.2)
-        if run.batches.status(batch_id).batch.status == DONE or time.monotonic() > deadline:
+        if (
+            run.batches.status(batch_id).batch.status == BatchStatus.DONE
+            or time.monotonic() > deadline
+        ):
             break
-    assert run.batches.status(batch_id).batch.status == DONE
+    assert run.batches.status(batch_id).batch.status == BatchStatus.DONE
     assert run.counts(batch_id) == {SENT: 300}
     assert BEAT_SCHEDULE["dispatch-marketing-batches"]["task"] == TASK_DISPATCH_BATCHES

@@ -43,12 +43,11 @@ from worker.celery.routing import (
 )
 from worker.cli import main
 from worker.cli.ledger_report import report_lines
-from worker.ledger import moves, usage
-from worker.ledger.models import SmsAttempt, SmsMessage
+from worker.ledger import finance as ledger_finance
+from worker.ledger import moves
 from worker.ledger.reconciliation import SendFigures
-from worker.ledger.report_models import SmsDeliveryReport
+from worker.ledger.schema import SmsAttempt, SmsDailyUsage, SmsDeliveryReport, SmsMessage
 from worker.ledger.status import DELIVERED, SENT, UNDELIVERED, VERIFICATION
-from worker.ledger.usage_models import SmsDailyUsage
 from worker.services import finance
 from worker.simulator.control import SimulatorControl
 from worker.tencent import SmsClient
@@ -162,10 +161,10 @@ def rolled_up_rows(pipeline: Pipeline) -> int:
 def rollup_is_live(pipeline: Pipeline, days: list[date]) -> bool:
     """Whether the rollup holds, for each day, what the live tables say."""
     with pipeline.sessions() as session:
-        rolled = usage.daily_usage(session, days[0], days[-1])
+        rolled = ledger_finance.daily_usage(session, days[0], days[-1])
         return all(
             rolled.get(day, {})
-            == usage.live_usage(
+            == ledger_finance.live_usage(
                 session,
                 finance.beijing_midnight(day),
                 finance.beijing_midnight(day + timedelta(days=1)),
@@ -230,10 +229,10 @@ def test_the_ledger_agrees_with_the_gateway_and_catches_tampering(
 
     # Prices.
     with pipeline.sessions() as session:
-        usage.set_price(session, nationcode="86", kind="*", valid_from=days[0],
-                        price_per_segment=Decimal("0.045"))  # fmt: skip
-        usage.set_price(session, nationcode="*", kind="*", valid_from=days[0],
-                        price_per_segment=Decimal("0.30"))  # fmt: skip
+        ledger_finance.set_price(session, nationcode="86", kind="*", valid_from=days[0],
+                                 price_per_segment=Decimal("0.045"))  # fmt: skip
+        ledger_finance.set_price(session, nationcode="*", kind="*", valid_from=days[0],
+                                 price_per_segment=Decimal("0.30"))  # fmt: skip
         session.commit()
     (priced,) = finance.summary(
         pipeline.sessions, *period, prices=finance.PriceList.load(pipeline.sessions)

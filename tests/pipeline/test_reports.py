@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from tests.fixtures.pipeline import Pipeline
 from tests.fixtures.simulator import NOTICE_PARAMS, SIGN, TPL_NOTICE
-from worker.ledger.report_models import SmsDeliveryReport
+from worker.ledger.schema import SmsDeliveryReport
 from worker.ledger.status import DELIVERED
 from worker.receiver import AsgiServer, make_receiver_app
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from tests.fixtures.pipeline import Pipeline, settings_under
 from tests.fixtures.simulator import APPKEY, LONG_PARAMS, SIGN, TPL_LONG, TPL_PENDING
 from worker.config import ConfigError
-from worker.ledger.models import Base
+from worker.ledger.schema import Base
 from worker.tencent import InvalidInput, SmsClient
 
 # One message per kind of answer: each writes its own log lines, errmsg and reason.

@@ -33,7 +33,7 @@ from worker.cli import main
 from worker.ledger.db import make_engine, session_factory
 from worker.ledger.migrate import upgrade
 from worker.ledger.optouts import is_opted_out
-from worker.ledger.report_models import SmsReply
+from worker.ledger.schema import SmsReply
 from worker.ledger.status import DELIVERED, SENT, UNDELIVERED
 from worker.receiver import check_token
 from worker.runners.processes import ManagedProcess

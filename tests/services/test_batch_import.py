@@ -21,10 +21,9 @@ from tests.fixtures.simulator import APPKEY, SDKAPPID
 from worker.api.batches import Batches
 from worker.cli import main
 from worker.config import Settings
-from worker.ledger.batch_models import SCHEDULED
-from worker.ledger.models import SmsMessage
 from worker.ledger.optouts import add_opt_out
-from worker.ledger.status import MARKETING, QUEUED
+from worker.ledger.schema import SmsMessage
+from worker.ledger.status import MARKETING, QUEUED, BatchStatus
 from worker.services.batch_import import BatchInputError, ImportProgress, params_key
 
 TEMPLATE = 100002
@@ -81,7 +80,12 @@ def test_every_row_is_accepted_or_rejected_with_its_line_and_reason(
 
     status = batches.status(report.batch_id)
     batch = status.batch
-    assert (batch.status, batch.total_rows, batch.accepted, batch.rejected) == (SCHEDULED, 11, 4, 7)
+    assert (batch.status, batch.total_rows, batch.accepted, batch.rejected) == (
+        BatchStatus.SCHEDULED,
+        11,
+        4,
+        7,
+    )
     assert status.messages == {QUEUED: 4}
     messages = {m.mobile: m for m in batch_messages(batches.sessions, report.batch_id)}
     assert sorted(messages) == [f"1370000000{n}" for n in (1, 2, 9)] + ["13700000010"]

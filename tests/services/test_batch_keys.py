@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.cli.batch_cli import SHARED, Ledger, number, summary
 from worker.api.batches import Batches, BatchInputError, BatchKeyConflict, DuplicateBatch
-from worker.ledger.batch_models import SmsBatch
+from worker.ledger.schema import SmsBatch
 
 ROWS = 3000
 

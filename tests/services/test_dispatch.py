@@ -18,9 +18,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from worker.api.batches import Batches
 from worker.celery.routing import DISPATCH_EVERY_SECONDS
 from worker.config import Settings
-from worker.ledger.batch_models import DONE, SCHEDULED, SENDING
-from worker.ledger.models import SmsMessage
-from worker.ledger.status import CANCELLED, EXPIRED, QUEUED
+from worker.ledger.schema import SmsMessage
+from worker.ledger.status import CANCELLED, EXPIRED, QUEUED, BatchStatus
 from worker.services.dispatch import Dispatcher, dispatch_due_batches
 from worker.services.sending.waits import seconds_until_beijing_hour
 from worker.tencent.types import MAX_GROUP_SIZE
@@ -126,7 +125,7 @@ def test_a_tick_hands_out_what_the_rate_sends_until_the_next_and_lost_chunks_go_
     assert report.messages == len(first.ids) == RATE * 5
     assert [len(ids) for ids, _ in first.chunks] == [MAX_GROUP_SIZE, 50]
     assert len({owner for _, owner in first.chunks}) == 2
-    assert batches.status(batch_id).batch.status == SENDING
+    assert batches.status(batch_id).batch.status == BatchStatus.SENDING
 
     # Still in flight: the next tick adds nothing.
     second = Published()
@@ -198,11 +197,11 @@ def test_quiet_hours_pause_resume_cancel_and_the_end_of_the_window(
     assert tick(at_beijing_hour(10)).ids == []  # paused
     assert batches.status(batch_id).batch.status == "paused"
     assert batches.resume(batch_id)
-    assert batches.status(batch_id).batch.status == SCHEDULED  # nothing went out before
+    assert batches.status(batch_id).batch.status == BatchStatus.SCHEDULED  # nothing went out before
     opened = at_beijing_hour(8)
     handed_out = tick(opened).ids
     assert len(handed_out) == 250  # the later batch has not started yet
-    assert batches.status(later).batch.status == SCHEDULED
+    assert batches.status(later).batch.status == BatchStatus.SCHEDULED
 
     # Cancelled: its queued messages at once; the 250 claimed are their chunks' business.
     assert batches.cancel(batch_id) == 50
@@ -215,4 +214,4 @@ def test_quiet_hours_pause_resume_cancel_and_the_end_of_the_window(
     report = dispatch_due_batches(dispatcher(settings, sessions, Published()), past_window)
     assert report.finished == [later]
     assert statuses(sessions, later) == {EXPIRED: 10}
-    assert batches.status(later).batch.status == DONE
+    assert batches.status(later).batch.status == BatchStatus.DONE

@@ -42,17 +42,9 @@ from tests.strategies import (
 from worker.api.batches import Batches
 from worker.cli import main
 from worker.config import Settings
-from worker.ledger.batch_models import (
-    BAD_NUMBER,
-    DUPLICATE,
-    MALFORMED,
-    REJECTION_REASONS,
-    SCHEDULED,
-    SmsBatch,
-    SmsBatchRejection,
-)
-from worker.ledger.models import SmsMessage
-from worker.ledger.status import MARKETING, QUEUED
+from worker.ledger.schema import SmsBatch, SmsBatchRejection, SmsMessage
+from worker.ledger.schema.batches import BAD_NUMBER, DUPLICATE, MALFORMED, REJECTION_REASONS
+from worker.ledger.status import MARKETING, QUEUED, BatchStatus
 from worker.services.batch_import import PARAM_COLUMN, BatchInputError, ImportReport
 from worker.tencent import InvalidInput, Phone, parse_phone
 
@@ -253,7 +245,7 @@ def assert_accounted_for(
         batch = session.get(SmsBatch, report.batch_id)
         assert batch is not None
         assert (batch.status, batch.total_rows, batch.accepted, batch.rejected) == (
-            SCHEDULED, report.rows, report.accepted, report.rejected,
+            BatchStatus.SCHEDULED, report.rows, report.accepted, report.rejected,
         )  # fmt: skip
         rejections = list(
             session.scalars(

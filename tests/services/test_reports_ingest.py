@@ -26,9 +26,9 @@ from tests.fixtures.receiver import (
     statuses,
 )
 from worker.ledger.db import session_factory
-from worker.ledger.models import SmsMessage
 from worker.ledger.moves import transition
 from worker.ledger.optouts import is_opted_out, remove_opt_out
+from worker.ledger.schema import SmsMessage
 from worker.ledger.status import DELIVERED, SENDING, SENT, UNDELIVERED
 from worker.services.reports import (
     InvalidItem,

@@ -27,8 +27,8 @@ from tests.fixtures.simulator import APPKEY, SDKAPPID
 from worker.config import ConfigError
 from worker.ledger.db import make_engine, session_factory
 from worker.ledger.migrate import upgrade
-from worker.ledger.models import SmsMessage
 from worker.ledger.optouts import is_opted_out
+from worker.ledger.schema import SmsMessage
 from worker.ledger.status import DELIVERED, SENDING
 from worker.services.pull import PULL_PAGE, Puller, drain_pull, pull_accounts
 from worker.services.reports import ingest_reports

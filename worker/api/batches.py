@@ -22,10 +22,10 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -33,9 +33,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from worker.config import Settings, load_settings
 from worker.ledger import batch_rows
 from worker.ledger import batches as ledger
-from worker.ledger.batch_models import SmsBatch, SmsBatchRejection
 from worker.ledger.db import make_engine, session_factory
 from worker.ledger.messages import count_by_status
+from worker.ledger.schema import SmsBatch, SmsBatchRejection
 from worker.ledger.status import CLAIMABLE, MARKETING
 from worker.services.batch_import import (
     BatchInputError,
@@ -71,7 +71,7 @@ class BatchStatus:
         return sum(n for state, n in self.messages.items() if state not in CLAIMABLE)
 
 
-class Batches(AbstractContextManager["Batches"]):
+class Batches:
     """The batches of one ledger. Give ``sessions`` to share an engine; else one is made (and
     disposed of by ``close``)."""
 
@@ -189,7 +189,15 @@ class Batches(AbstractContextManager["Batches"]):
         if self._engine is not None:
             self._engine.dispose()
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __enter__(self) -> Batches:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         self.close()
 
 

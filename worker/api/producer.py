@@ -34,7 +34,7 @@ from worker.api.idempotency import (
 from worker.config import Settings
 from worker.ledger import messages
 from worker.ledger.keys import lock_key, messages_with_keys
-from worker.ledger.models import SmsMessage
+from worker.ledger.schema import SmsMessage
 from worker.ledger.status import KINDS, NOTIFICATION, QUEUED, VERIFICATION
 from worker.ledger.types import MAX_INTEGER, text_problem
 from worker.tencent import (

@@ -38,7 +38,7 @@ from worker.cli.output import (
 from worker.config import ConfigError, Settings
 from worker.ledger import accounts as ledger_accounts
 from worker.ledger.messages import count_by_status
-from worker.ledger.models import SmsAccount
+from worker.ledger.schema import SmsAccount
 from worker.ledger.status import QUEUED
 
 # What the group's options hold for its subcommands (ctx.meta is shared by them all).

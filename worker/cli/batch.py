@@ -38,9 +38,8 @@ from worker.cli.output import (
     raw_option,
     show,
 )
-from worker.ledger import batch_models as batch_states
-from worker.ledger.batch_models import SmsBatch
-from worker.ledger.status import MESSAGE_STATUSES
+from worker.ledger.schema import SmsBatch
+from worker.ledger.status import DISPATCHABLE, MESSAGE_STATUSES, BatchStatus
 from worker.services.batch_import import BatchInputError
 from worker.services.sending.waits import BEIJING
 from worker.tencent import InvalidInput
@@ -304,7 +303,7 @@ def pause(batch_id: str) -> None:
         found = batches.find(batch_id)
         if not batches.pause(found.id):
             current = batches.find(str(found.id))
-            if current.status != batch_states.PAUSED:
+            if current.status != BatchStatus.PAUSED:
                 _refuse(current, "paused")
             click.echo(f"batch {found.id} was already paused")
             return
@@ -330,7 +329,7 @@ def resume(batch_id: str) -> None:
         found = batches.find(batch_id)
         if not batches.resume(found.id):
             current = batches.find(str(found.id))
-            if current.status not in batch_states.DISPATCHABLE:
+            if current.status not in DISPATCHABLE:
                 _refuse(current, "resumed")
             click.echo(f"batch {found.id} is not paused (it is {current.status}): nothing to do")
             return
@@ -355,7 +354,7 @@ def cancel(batch_id: str) -> None:
         cancelled = batches.cancel(found.id)
         if cancelled is None:
             current = batches.find(str(found.id))
-            if current.status != batch_states.CANCELLED:
+            if current.status != BatchStatus.CANCELLED:
                 _refuse(current, "cancelled")
             click.echo(f"batch {found.id} was already cancelled")
             return
@@ -364,9 +363,10 @@ def cancel(batch_id: str) -> None:
 
 def _refuse(found: SmsBatch, action: str) -> NoReturn:
     """End a pause, resume or cancel that the batch's state does not allow, saying why."""
-    why = {
-        batch_states.IMPORTING: "is still importing: try again once `batch status` says scheduled",
-        batch_states.DONE: "is done: every message of it is settled, nothing is left to send",
-        batch_states.CANCELLED: "is cancelled: nothing more of it is sent",
-    }.get(found.status, f"is {found.status}")
+    refusals: dict[str, str] = {
+        BatchStatus.IMPORTING: "is still importing: try again once `batch status` says scheduled",
+        BatchStatus.DONE: "is done: every message of it is settled, nothing is left to send",
+        BatchStatus.CANCELLED: "is cancelled: nothing more of it is sent",
+    }
+    why = refusals.get(found.status, f"is {found.status}")
     fail(f"batch {found.id} {why}; it cannot be {action}", BAD_INPUT)

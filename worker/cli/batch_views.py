@@ -17,8 +17,8 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TaskProgressColum
 from worker import clock
 from worker.api.batches import BatchStatus
 from worker.cli.output import DataTable, data_console, line, literal
-from worker.ledger.batch_models import DISPATCHABLE, FINISHED, SmsBatch
-from worker.ledger.status import MESSAGE_STATUSES
+from worker.ledger.schema import SmsBatch
+from worker.ledger.status import DISPATCHABLE, FINISHED, MESSAGE_STATUSES
 from worker.services.batch_import import ImportProgress, ImportReport
 from worker.services.sending.waits import BEIJING, sending_window_note
 

@@ -43,7 +43,7 @@ from worker.cli.output import (
     visible,
 )
 from worker.config import ConfigError, Settings
-from worker.ledger.usage_models import SmsDailyUsage
+from worker.ledger.schema import SmsDailyUsage
 from worker.services import finance
 from worker.services.sending.waits import BEIJING
 from worker.tencent import GatewayError, SmsClient

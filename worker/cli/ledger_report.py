@@ -12,7 +12,7 @@ from typing import Any
 import phonenumbers
 
 from worker.cli.output import DataTable, plain, visible
-from worker.ledger.usage import FIGURES
+from worker.ledger.finance import FIGURES
 from worker.services.reconciliation import HourCheck, Reconciliation
 from worker.services.sending.waits import BEIJING
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from worker.cli.common import BAD_INPUT, fail, ledger_sessions
 from worker.cli.output import CSV, JSON, TABLE, DataTable, emit, format_option, raw_option
 from worker.ledger.optouts import add_opt_out, list_opt_outs, remove_opt_out
-from worker.ledger.report_models import SmsOptOut
+from worker.ledger.schema import SmsOptOut
 from worker.tencent import InvalidInput, Phone, parse_phone
 
 COLUMNS = ("number", "source", "reason", "since")

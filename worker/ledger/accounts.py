@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from worker.ledger.db import dialect_insert
-from worker.ledger.models import SmsAccount
+from worker.ledger.schema import SmsAccount
 
 
 def pause_account(

@@ -16,7 +16,7 @@ from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from worker.ledger import moves
-from worker.ledger.models import SmsAttempt
+from worker.ledger.schema import SmsAttempt
 from worker.ledger.status import IN_FLIGHT
 
 # The statements of every send are built once, with bound parameters: building and caching a

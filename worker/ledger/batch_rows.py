@@ -21,9 +21,8 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from worker import clock
-from worker.ledger.batch_models import SmsBatch, SmsBatchRejection
 from worker.ledger.messages import insert_messages
-from worker.ledger.models import SmsMessage
+from worker.ledger.schema import SmsBatch, SmsBatchRejection, SmsMessage
 
 # Lives as long as its connection; emptied by every commit.
 _STAGE = "sms_batch_import_stage"

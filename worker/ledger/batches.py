@@ -22,25 +22,15 @@ from sqlalchemy import ColumnElement, String, and_, case, cast, func, or_, selec
 from sqlalchemy.orm import Session
 
 from worker.ledger import moves
-from worker.ledger.batch_models import (
-    CANCELLED,
-    DISPATCHABLE,
-    DONE,
-    IMPORTING,
-    PAUSED,
-    SCHEDULED,
-    SmsBatch,
-)
-from worker.ledger.batch_models import SENDING as BATCH_SENDING
-from worker.ledger.models import SmsMessage
-from worker.ledger.status import CLAIMABLE
+from worker.ledger.schema import SmsBatch, SmsMessage
+from worker.ledger.status import CLAIMABLE, DISPATCHABLE, BatchStatus
 
 # --- batches ---------------------------------------------------------------------------------
 
 
 def insert_batch(session: Session, **fields: Any) -> SmsBatch:
     """A new batch (``importing`` unless ``status`` says otherwise). Does not commit."""
-    batch = SmsBatch(**{"status": IMPORTING, **fields})
+    batch = SmsBatch(**{"status": BatchStatus.IMPORTING, **fields})
     session.add(batch)
     session.flush()
     return batch
@@ -96,7 +86,7 @@ def earlier_with_fingerprint(
     """The newest batch of ``account`` created from the same input since ``since``, except a
     batch cancelled before anything of it went out (nothing of it can be repeated). Locks: none.
     """
-    never_sent = and_(SmsBatch.status == CANCELLED, SmsBatch.dispatched_at.is_(None))
+    never_sent = and_(SmsBatch.status == BatchStatus.CANCELLED, SmsBatch.dispatched_at.is_(None))
     statement = (
         select(SmsBatch)
         .where(
@@ -139,15 +129,17 @@ def pause_batch(session: Session, batch_id: uuid.UUID, now: datetime) -> bool:
     """Stop sending the batch; its queued messages wait. Its UPDATE waits for the sends writing
     their attempts ahead (``state_for_sending``), so once committed no later send goes out.
     Does not commit."""
-    return move_batch(session, batch_id, PAUSED, from_statuses=DISPATCHABLE, now=now)
+    return move_batch(session, batch_id, BatchStatus.PAUSED, from_statuses=DISPATCHABLE, now=now)
 
 
 def resume_batch(session: Session, batch_id: uuid.UUID, now: datetime) -> bool:
     """Dispatch a paused batch again (``sending`` if it had started). Does not commit."""
-    started = case((SmsBatch.dispatched_at.is_(None), SCHEDULED), else_=BATCH_SENDING)
+    started = case(
+        (SmsBatch.dispatched_at.is_(None), BatchStatus.SCHEDULED), else_=BatchStatus.SENDING
+    )
     statement = (
         update(SmsBatch)
-        .where(SmsBatch.id == batch_id, SmsBatch.status == PAUSED)
+        .where(SmsBatch.id == batch_id, SmsBatch.status == BatchStatus.PAUSED)
         .values(status=started, updated_at=now)
         .returning(SmsBatch.id)
         .execution_options(synchronize_session=False)
@@ -162,8 +154,9 @@ def cancel_batch(session: Session, batch_id: uuid.UUID, now: datetime, reason: s
     not sent yet (``state_for_sending``, whose lock the UPDATE waits for). Locks: the batch row
     and those messages until the caller commits.
     """
+    cancellable = (*DISPATCHABLE, BatchStatus.PAUSED)
     if not move_batch(
-        session, batch_id, CANCELLED, from_statuses=(*DISPATCHABLE, PAUSED), now=now,
+        session, batch_id, BatchStatus.CANCELLED, from_statuses=cancellable, now=now,
         finished_at=now, lease_owner=None, lease_until=None,
     ):  # fmt: skip
         return None
@@ -278,7 +271,7 @@ def lost_in_cancelled_batches(session: Session, now: datetime, limit: int) -> li
     statement = (
         select(*columns)
         .join(SmsBatch, SmsBatch.id == SmsMessage.batch_id)
-        .where(SmsBatch.status == CANCELLED, moves.lost(now))
+        .where(SmsBatch.status == BatchStatus.CANCELLED, moves.lost(now))
         .limit(limit)
     )
     return [Candidate(*row) for row in session.execute(statement)]
@@ -307,4 +300,6 @@ def finish_if_empty(session: Session, batch_id: uuid.UUID, now: datetime) -> boo
     """Mark the batch ``done`` when none of its messages is queued or sending; whether it did."""
     if unsettled(session, batch_id):
         return False
-    return move_batch(session, batch_id, DONE, from_statuses=DISPATCHABLE, now=now, finished_at=now)
+    return move_batch(
+        session, batch_id, BatchStatus.DONE, from_statuses=DISPATCHABLE, now=now, finished_at=now
+    )

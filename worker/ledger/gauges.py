@@ -13,12 +13,10 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, and_, func, literal, or_, select
 from sqlalchemy.orm import Session
 
-from worker.ledger.batch_models import PAUSED, SCHEDULED, SENDING, SmsBatch
-from worker.ledger.models import SmsMessage
-from worker.ledger.status import QUEUED
-from worker.ledger.status import SENDING as MESSAGE_SENDING
+from worker.ledger.schema import SmsBatch, SmsMessage
+from worker.ledger.status import QUEUED, SENDING, BatchStatus
 
-ACTIVE_BATCH_STATUSES = (SCHEDULED, SENDING, PAUSED)
+ACTIVE_BATCH_STATUSES = (BatchStatus.SCHEDULED, BatchStatus.SENDING, BatchStatus.PAUSED)
 
 # The states of the queue depth.
 DUE = "due"  # queued and due now: a worker could take it
@@ -32,7 +30,7 @@ def queue_depth(session: Session, now: datetime, limit: int) -> dict[str, int]:
     conditions: dict[str, ColumnElement[bool]] = {
         DUE: and_(status == QUEUED, or_(not_before.is_(None), not_before <= now)),
         SCHEDULED_LATER: and_(status == QUEUED, not_before > now),
-        CLAIMED: status == MESSAGE_SENDING,
+        CLAIMED: status == SENDING,
     }
     return {state: _bounded_count(session, where, limit) for state, where in conditions.items()}
 

@@ -7,7 +7,7 @@ from collections.abc import Collection
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from worker.ledger.models import SmsMessage
+from worker.ledger.schema import SmsMessage
 
 
 def messages_with_keys(

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from worker import clock
 from worker.ledger import moves
 from worker.ledger.db import dialect_insert
-from worker.ledger.models import SmsMessage
+from worker.ledger.schema import SmsMessage
 
 
 def insert_message(session: Session, **fields: Any) -> tuple[SmsMessage, bool]:

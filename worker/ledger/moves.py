@@ -1,21 +1,14 @@
 """Every claim, lease and state move of a message (``sms_messages``), in one place.
 
-A move is one conditional UPDATE built by ``_move``, which always
-
-- checks the state machine: the UPDATE only touches rows in the move's ``from_statuses``, and a
-  move ``status.NEXT`` does not allow from one of them raises ValueError when it is built, so a
-  typo in a caller is an error at once rather than a message stuck in a strange state;
-- clears the lease (``lease_owner``, ``lease_until``) when the message goes to any state but
-  ``sending``, so a message that leaves ``sending`` never keeps a worker's lease;
-- with an ``owner``, only touches rows that worker still holds, so a worker whose lease was taken
-  over cannot overwrite its successor's result.
-
-Every move is then run by ``_apply``: the one place to add what goes with each state move in the
-same transaction (an outbox row per move is a change there and nowhere else). Claims use one
-predicate, ``claimable``, whether one message or a chunk is claimed.
-
-Nothing here commits unless it says so: a worker records an attempt and moves its message in one
-transaction. On SQLite every write takes the database's write lock until commit.
+A move is one conditional UPDATE built by ``_move``, which always checks the state machine (it
+touches only rows in the move's ``from_statuses``, and a move ``status.NEXT`` does not allow is
+a ValueError when built), always clears the lease (``lease_owner``, ``lease_until``) when the
+message goes to any state but ``sending``, and with an ``owner`` touches only rows that worker
+still holds (a worker whose lease was taken over cannot overwrite its successor's result).
+Every move is then run by ``_apply``, the one place to add what goes with each move in the same
+transaction (an outbox row per move is a change there and nowhere else). Claims of one message
+and of a chunk use one predicate, ``claimable``. Nothing here commits unless it says so; on
+SQLite every write takes the database's write lock until commit.
 """
 
 from __future__ import annotations
@@ -44,7 +37,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ClauseElement
 
 from worker import clock
-from worker.ledger.models import SmsAccount, SmsMessage
+from worker.ledger.schema import SmsAccount, SmsMessage
 from worker.ledger.status import (
     CANCELLED,
     CLAIMABLE,
@@ -109,7 +102,8 @@ def _move(
         allowed = {state for state in from_statuses if to_status in NEXT.get(state, ())}
         refused = set(from_statuses) - allowed - ({SENDING} if to_status == SENDING else set())
         if refused or not from_statuses:
-            raise ValueError(f"no transition to {to_status!r} from {sorted(refused) or 'nowhere'}")
+            refused_from = sorted(str(state) for state in refused) or "nowhere"
+            raise ValueError(f"no transition to {str(to_status)!r} from {refused_from}")
     elif not from_statuses:
         raise ValueError("a move names the states it applies to")
     conditions = [or_(*(_COLUMNS.status == state for state in sorted(from_statuses))), *where]
@@ -170,13 +164,11 @@ def claim_message(
     """Take the message for sending, or None when it is not ours to send.
 
     Claimable (``claimable``): ``queued`` and due, or ``sending`` with an expired lease (its
-    worker died), and its account not paused. One conditional UPDATE sets the lease and counts
-    the delivery in ``delivery_count`` (the caller compares it with ``SMS_MAX_DELIVERIES``).
-    None means another worker holds it, it is done, it is not due yet, or its account is paused
-    (the sweeper publishes it again after the resume): ack the task and stop. Locks: the row, only
-    for this statement. Commits, so the claim is visible before any slow work starts. The message
-    comes back as a snapshot of the claimed row, outside the session (loading it into the session
-    would cost more than the UPDATE).
+    worker died), and its account not paused. Sets the lease and counts the delivery in
+    ``delivery_count`` (the poison guard). None: another worker holds it, it is done, not due, or
+    its account is paused (the sweeper publishes it again after the resume): ack and stop.
+    Commits, so the claim is visible before any slow work starts. The message comes back as a
+    snapshot of the row, outside the session (loading it would cost more than the UPDATE).
     """
     params = {"message_id": message_id, **_claim_params(owner, now, lease_seconds)}
     claimed = _apply(session, _CLAIM, params).one_or_none()
@@ -376,11 +368,10 @@ def requeue(
 ) -> bool:
     """Hand a claimed message back to the queue, to be picked up at ``not_before``.
 
-    For waits too long for a Celery countdown (the next day, 08:00 Beijing time): the sweeper
-    publishes it again once it is due. Only while ``owner`` holds the lease. A hand-back ends its
-    delivery properly, so that delivery leaves ``delivery_count``, which then counts only the
-    deliveries whose worker stopped before finishing (the poison guard). Locks: the row until
-    the caller commits. Does not commit.
+    For waits too long for a Celery countdown: the sweeper publishes it again once due. Only
+    while ``owner`` holds the lease. A hand-back ends its delivery properly, so it leaves
+    ``delivery_count``, which counts only deliveries whose worker stopped before finishing (the
+    poison guard). Locks: the row until the caller commits. Does not commit.
     """
     return transition(
         session, message_id, QUEUED, from_statuses=(SENDING,), owner=owner,

@@ -8,7 +8,7 @@ from sqlalchemy import delete, select, tuple_
 from sqlalchemy.orm import Session
 
 from worker.ledger.db import dialect_insert
-from worker.ledger.report_models import SmsOptOut
+from worker.ledger.schema import SmsOptOut
 
 # Checked a chunk at a time so a large batch does not build one enormous IN list.
 LOOKUP_CHUNK = 500

@@ -18,10 +18,9 @@ from typing import Any, NamedTuple, TypeVar
 from sqlalchemy import Select, and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
-from worker.ledger.models import SmsAttempt, SmsMessage
-from worker.ledger.report_models import SmsDeliveryReport
+from worker.ledger.finance import count_where, fees_where, for_accounts
+from worker.ledger.schema import SmsAttempt, SmsDeliveryReport, SmsMessage
 from worker.ledger.status import IN_FLIGHT, SENT
-from worker.ledger.usage import count_where, fees_where, for_accounts
 from worker.tencent.codes import Outcome
 
 # Answered before the gateway takes the request (parsing, authentication, clock, permission):

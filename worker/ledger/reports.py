@@ -18,8 +18,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from worker.ledger.db import dialect_insert
-from worker.ledger.models import SmsMessage
-from worker.ledger.report_models import SmsDeliveryReport, SmsReply
+from worker.ledger.schema import SmsDeliveryReport, SmsMessage, SmsReply
 
 # What identifies one report: the columns of uq_sms_delivery_reports_report.
 REPORT_KEY = ("sid", "report_status", "errmsg", "user_receive_time")

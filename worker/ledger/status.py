@@ -1,39 +1,48 @@
-"""The words the ledger stores: message states and their groups, kinds, attempt outcomes.
+"""The words the ledger stores: message and batch states and their groups, kinds, attempt
+outcomes.
 
-They are plain strings because finance reads them with plain SQL; the CHECK constraints of the
-tables are built from these tuples, so a new state is added here and in a migration.
+Each is a ``StrEnum`` whose values are the stored strings: finance reads them with plain SQL, and
+the CHECK constraints of the tables are built from them, so a new state is added here and in a
+migration. A message state is also importable by its short name (``QUEUED`` is
+``MessageStatus.QUEUED``, the same object); a batch state only through ``BatchStatus``, since
+batches and messages share the words ``sending`` and ``cancelled``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from enum import StrEnum
 
 from worker.tencent.codes import Outcome
 
-# Message states (DESIGN.md 4.2).
-QUEUED = "queued"  # waiting for a worker (or for its not_before)
-SENDING = "sending"  # claimed: a worker holds the lease
-SENT = "sent"  # the gateway accepted it (result 0); waiting for the delivery report
-DELIVERED = "delivered"  # the report says the handset got it
-UNDELIVERED = "undelivered"  # the report says it did not
-FAILED = "failed"  # permanent code, retries spent, or a poison message
-EXPIRED = "expired"  # its deadline passed before it could go out
-UNKNOWN = "unknown"  # ambiguous outcome not resent by policy; reports may settle it
-CANCELLED = "cancelled"  # withdrawn before it went out
-SUPPRESSED = "suppressed"  # the number opted out
 
-MESSAGE_STATUSES = (
-    QUEUED,
-    SENDING,
-    SENT,
-    DELIVERED,
-    UNDELIVERED,
-    FAILED,
-    EXPIRED,
-    UNKNOWN,
-    CANCELLED,
-    SUPPRESSED,
-)
+class MessageStatus(StrEnum):
+    """A message's state (``sms_messages.status``); the moves between them are ``NEXT``."""
+
+    QUEUED = "queued"  # waiting for a worker (or for its not_before)
+    SENDING = "sending"  # claimed: a worker holds the lease
+    SENT = "sent"  # the gateway accepted it (result 0); waiting for the delivery report
+    DELIVERED = "delivered"  # the report says the handset got it
+    UNDELIVERED = "undelivered"  # the report says it did not
+    FAILED = "failed"  # permanent code, retries spent, or a poison message
+    EXPIRED = "expired"  # its deadline passed before it could go out
+    UNKNOWN = "unknown"  # ambiguous outcome not resent by policy; reports may settle it
+    CANCELLED = "cancelled"  # withdrawn before it went out
+    SUPPRESSED = "suppressed"  # the number opted out
+
+
+# The members by their short names, typed as the column's strings they compare and store as.
+QUEUED: str = MessageStatus.QUEUED
+SENDING: str = MessageStatus.SENDING
+SENT: str = MessageStatus.SENT
+DELIVERED: str = MessageStatus.DELIVERED
+UNDELIVERED: str = MessageStatus.UNDELIVERED
+FAILED: str = MessageStatus.FAILED
+EXPIRED: str = MessageStatus.EXPIRED
+UNKNOWN: str = MessageStatus.UNKNOWN
+CANCELLED: str = MessageStatus.CANCELLED
+SUPPRESSED: str = MessageStatus.SUPPRESSED
+MESSAGE_STATUSES: tuple[str, ...] = tuple(MessageStatus)
 
 # Not out yet: a worker may claim these (SENDING only once its lease has expired).
 CLAIMABLE = frozenset({QUEUED, SENDING})
@@ -63,12 +72,41 @@ NEXT: Mapping[str, frozenset[str]] = {
     SUPPRESSED: frozenset(),
 }
 
-# Kinds of message: each has its own deadline and ambiguous-outcome policy (see worker.config).
-VERIFICATION = "verification"
-NOTIFICATION = "notification"
-MARKETING = "marketing"
-KINDS = (VERIFICATION, NOTIFICATION, MARKETING)
 
-# Attempt outcomes: the gateway's outcome classes plus the state before the answer is known.
+class Kind(StrEnum):
+    """A kind of message: each has its own deadline and ambiguous-outcome policy (worker.config)."""
+
+    VERIFICATION = "verification"
+    NOTIFICATION = "notification"
+    MARKETING = "marketing"
+
+
+VERIFICATION: str = Kind.VERIFICATION
+NOTIFICATION: str = Kind.NOTIFICATION
+MARKETING: str = Kind.MARKETING
+KINDS: tuple[str, ...] = tuple(Kind)
+
+# Attempt outcomes (``sms_attempts.outcome``): the gateway's outcome classes (``Outcome``, a
+# StrEnum of its own in worker.tencent) plus the state before the answer is known.
 IN_FLIGHT = "in_flight"
 ATTEMPT_OUTCOMES = (IN_FLIGHT, *(outcome.value for outcome in Outcome))
+
+
+class BatchStatus(StrEnum):
+    """A batch's state (``sms_batches.status``). ``importing`` until every row is accounted for;
+    the dispatcher only looks at ``scheduled`` and ``sending`` batches whose start has come;
+    ``done`` once nothing is left to send."""
+
+    IMPORTING = "importing"
+    SCHEDULED = "scheduled"
+    SENDING = "sending"
+    PAUSED = "paused"
+    CANCELLED = "cancelled"
+    DONE = "done"
+
+
+BATCH_STATUSES: tuple[str, ...] = tuple(BatchStatus)
+# The dispatcher works on these (once `start_at` has come).
+DISPATCHABLE: tuple[str, ...] = (BatchStatus.SCHEDULED, BatchStatus.SENDING)
+# Pause, resume and cancel no longer apply.
+FINISHED: frozenset[str] = frozenset({BatchStatus.CANCELLED, BatchStatus.DONE})

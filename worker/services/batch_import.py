@@ -34,18 +34,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from worker.config import Settings
 from worker.ledger import batch_rows, batches
-from worker.ledger.batch_models import (
+from worker.ledger.optouts import opted_out
+from worker.ledger.schema.batches import (
     BAD_NUMBER,
     BAD_PARAM,
     DUPLICATE,
-    IMPORTING,
     MALFORMED,
     OPTED_OUT,
-    SCHEDULED,
     WRONG_PARAM_COUNT,
 )
-from worker.ledger.optouts import opted_out
-from worker.ledger.status import MARKETING, QUEUED
+from worker.ledger.status import MARKETING, QUEUED, BatchStatus
 from worker.services.batch_keys import (
     check_key,
     earlier_creation,
@@ -157,7 +155,7 @@ def _insert(session: Session, spec: BatchSpec, key: str | None, fingerprint: str
     the database before any read."""
     batch = batches.insert_batch(
         session, name=spec.name, account=spec.account, tpl_id=spec.tpl_id, sign=spec.sign,
-        params=list(spec.params) if spec.params is not None else None, status=IMPORTING,
+        params=list(spec.params) if spec.params is not None else None, status=BatchStatus.IMPORTING,
         start_at=spec.start_at, window_end_at=spec.window_end_at, idempotency_key=key,
         fingerprint=fingerprint,
     )  # fmt: skip
@@ -195,7 +193,13 @@ def _fill(
         raise BatchInputError("the file has a header and no rows; nothing to send")
     if totals.accepted + totals.rejected != totals.rows:
         raise RuntimeError(f"import of batch {batch_id} lost track of rows: {totals}")
-    batches.move_batch(session, batch_id, SCHEDULED, from_statuses=(IMPORTING,), now=settings.now())
+    batches.move_batch(
+        session,
+        batch_id,
+        BatchStatus.SCHEDULED,
+        from_statuses=(BatchStatus.IMPORTING,),
+        now=settings.now(),
+    )
     reasons = batch_rows.rejection_counts(session, batch_id)
     return ImportReport(batch_id, totals.rows, totals.accepted, totals.rejected, reasons, first)
 

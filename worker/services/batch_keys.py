@@ -23,7 +23,7 @@ from typing import BinaryIO
 from sqlalchemy.orm import Session
 
 from worker.ledger import batch_rows, batches
-from worker.ledger.batch_models import SmsBatch
+from worker.ledger.schema import SmsBatch
 from worker.ledger.types import text_problem
 from worker.services.batch_types import BatchInputError, BatchSpec, ImportReport, Rejected
 from worker.services.csv_lines import READ_BYTES, shown

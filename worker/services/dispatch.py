@@ -33,8 +33,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from worker.config import Settings
 from worker.ledger import batches, moves
 from worker.ledger.accounts import is_paused
-from worker.ledger.batch_models import SCHEDULED, SENDING, SmsBatch
-from worker.ledger.status import MARKETING, QUEUED
+from worker.ledger.schema import SmsBatch
+from worker.ledger.status import MARKETING, QUEUED, BatchStatus
 from worker.services.sending.waits import within_marketing_hours
 from worker.tencent.types import DOMESTIC_NATIONCODE, MAX_GROUP_SIZE
 
@@ -129,9 +129,14 @@ def _dispatch_batch(
             budgets[batch.account] = 0
             return
         candidates = batches.dispatch_candidates(session, batch.id, now, budget)
-        if candidates and batch.status == SCHEDULED:
+        if candidates and batch.status == BatchStatus.SCHEDULED:
             batches.move_batch(
-                session, batch.id, SENDING, from_statuses=(SCHEDULED,), now=now, dispatched_at=now
+                session,
+                batch.id,
+                BatchStatus.SENDING,
+                from_statuses=(BatchStatus.SCHEDULED,),
+                now=now,
+                dispatched_at=now,
             )
         session.commit()
     lease = settings.lease_seconds

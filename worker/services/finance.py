@@ -21,10 +21,10 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker import clock
-from worker.ledger import usage
-from worker.ledger.models import SmsAttempt, SmsMessage
-from worker.ledger.usage import FIGURES, Usage, UsageFigures, UsageKey
-from worker.ledger.usage_models import ANY, SmsPrice
+from worker.ledger import finance as ledger_finance
+from worker.ledger.finance import FIGURES, Usage, UsageFigures, UsageKey
+from worker.ledger.schema import SmsAttempt, SmsMessage, SmsPrice
+from worker.ledger.schema.finance import ANY
 from worker.services.reconciliation import Reconciliation, TemplateBook, reconcile
 from worker.services.sending.waits import BEIJING
 
@@ -99,7 +99,7 @@ class PriceList:
     @classmethod
     def load(cls, sessions: sessionmaker[Session]) -> PriceList:
         with sessions() as session:
-            return cls(usage.price_list(session))
+            return cls(ledger_finance.price_list(session))
 
     def price_for(self, day: date, nationcode: str, kind: str) -> SmsPrice | None:
         for wanted in ((nationcode, kind), (nationcode, ANY), (ANY, kind), (ANY, ANY)):
@@ -199,7 +199,7 @@ def _usage_by_day(
         == (beijing_midnight(day), beijing_midnight(day + timedelta(days=1)))
     }
     rolled_up = (
-        usage.rolled_up_usage(
+        ledger_finance.rolled_up_usage(
             session, min(whole_past_days), max(whole_past_days), fields, accounts=accounts
         )
         if whole_past_days
@@ -209,7 +209,7 @@ def _usage_by_day(
         if day in whole_past_days and day in rolled_up:
             yield day, rolled_up[day]
         else:
-            live = usage.live_usage(session, piece_start, piece_end, accounts=accounts)
+            live = ledger_finance.live_usage(session, piece_start, piece_end, accounts=accounts)
             yield day, _by_fields(live, fields)
 
 
@@ -315,7 +315,9 @@ def export(
     """
     _check_period(start, end)
     columns = export_columns(what)
-    stream = usage.stream_messages if what == "messages" else usage.stream_attempts
+    stream = (
+        ledger_finance.stream_messages if what == "messages" else ledger_finance.stream_attempts
+    )
 
     def rows() -> Iterator[dict[str, Any]]:
         with sessions() as session:
@@ -337,10 +339,10 @@ def rollup(sessions: sessionmaker[Session], days: Iterable[date]) -> int:
     written = 0
     for day in sorted(set(days)):
         with sessions() as session:
-            day_usage = usage.live_usage(
+            day_usage = ledger_finance.live_usage(
                 session, beijing_midnight(day), beijing_midnight(day + timedelta(days=1))
             )
-            written += usage.upsert_daily_usage(session, day, day_usage, clock.now())
+            written += ledger_finance.upsert_daily_usage(session, day, day_usage, clock.now())
             session.commit()
     return written
 

@@ -32,9 +32,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from worker import clock
 from worker.config_values import read_toml
 from worker.ledger import reconciliation as queries
-from worker.ledger.models import SmsAttempt, SmsMessage
 from worker.ledger.reconciliation import BilledAttempt, LedgerHour, SendFigures
-from worker.ledger.report_models import SmsDeliveryReport
+from worker.ledger.schema import SmsAttempt, SmsDeliveryReport, SmsMessage
 from worker.tencent import (
     InvalidInput,
     SendStats,

@@ -31,7 +31,8 @@ from worker import clock
 from worker.ledger import reports as ledger
 from worker.ledger.moves import transition
 from worker.ledger.optouts import add_opt_out
-from worker.ledger.report_models import REPORT_SOURCES, SmsDeliveryReport, SmsReply
+from worker.ledger.schema import SmsDeliveryReport, SmsReply
+from worker.ledger.schema.reports import REPORT_SOURCES
 from worker.ledger.status import AWAITING_REPORT, DELIVERED, UNDELIVERED
 from worker.ledger.types import text_problem
 from worker.observability import metrics

@@ -22,8 +22,8 @@ from worker.celery.routing import DISPATCH_EVERY_SECONDS
 from worker.config import Settings
 from worker.ledger import attempts
 from worker.ledger.db import make_engine, session_factory
-from worker.ledger.models import SmsAttempt, SmsMessage
 from worker.ledger.optouts import add_opt_out
+from worker.ledger.schema import SmsAttempt, SmsMessage
 from worker.ledger.status import CANCELLED, FAILED, QUEUED, SENT, SUPPRESSED, UNKNOWN
 from worker.services.dispatch import Dispatcher, dispatch_due_batches
 from worker.services.sending.context import SendContext

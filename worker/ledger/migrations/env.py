@@ -10,13 +10,8 @@ from alembic import context
 from sqlalchemy import Connection, text
 
 from worker.config import load_settings
-from worker.ledger import (
-    batch_models,  # noqa: F401 - registers its tables on Base
-    report_models,  # noqa: F401 - registers its tables on Base
-    usage_models,  # noqa: F401 - registers its tables on Base
-)
 from worker.ledger.db import make_migration_engine
-from worker.ledger.models import Base
+from worker.ledger.schema import Base  # the package registers every table on Base
 
 config = context.config
 target_metadata = Base.metadata

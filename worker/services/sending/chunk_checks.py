@@ -17,11 +17,17 @@ from sqlalchemy.orm import Session
 
 from worker.ledger import batches, moves
 from worker.ledger.accounts import is_paused
-from worker.ledger.batch_models import CANCELLED as BATCH_CANCELLED
-from worker.ledger.batch_models import PAUSED as BATCH_PAUSED
-from worker.ledger.models import SmsMessage
 from worker.ledger.optouts import opted_out
-from worker.ledger.status import CANCELLED, EXPIRED, FAILED, QUEUED, SUPPRESSED, UNKNOWN
+from worker.ledger.schema import SmsMessage
+from worker.ledger.status import (
+    CANCELLED,
+    EXPIRED,
+    FAILED,
+    QUEUED,
+    SUPPRESSED,
+    UNKNOWN,
+    BatchStatus,
+)
 from worker.observability import metrics
 from worker.services.sending.context import (
     MAX_ATTEMPTS,
@@ -89,8 +95,8 @@ def gate(
     first = held[0]
     settings = ctx.settings
     batch = batches.get_batch(session, first.batch_id) if first.batch_id is not None else None
-    cancelled = batch is not None and batch.status == BATCH_CANCELLED
-    paused = (batch is not None and batch.status == BATCH_PAUSED) or is_paused(
+    cancelled = batch is not None and batch.status == BatchStatus.CANCELLED
+    paused = (batch is not None and batch.status == BatchStatus.PAUSED) or is_paused(
         session, first.account
     )
     content = content_of(first)
@@ -122,7 +128,9 @@ def gate(
             by_move[QUEUED, PARAMS_WHY, None].append(message.id)
         elif quiet:
             if message.expires_at is not None and opens >= message.expires_at:
-                by_move[EXPIRED, "quiet hours last past the batch's window", None].append(message.id)
+                by_move[EXPIRED, "quiet hours last past the batch's window", None].append(
+                    message.id
+                )
             else:
                 by_move[QUEUED, QUIET_WHY, opens].append(message.id)
         else:

@@ -19,7 +19,7 @@ from worker import clock
 from worker.config import Settings
 from worker.ledger import attempts
 from worker.ledger.accounts import pause_account
-from worker.ledger.models import SmsMessage
+from worker.ledger.schema import SmsMessage
 from worker.ledger.status import IN_FLIGHT, MARKETING
 from worker.services.sending.throttle import Throttle
 from worker.tencent import Content, SmsClient, Template, Text

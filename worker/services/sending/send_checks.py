@@ -27,10 +27,8 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from worker.ledger import batches, moves
-from worker.ledger.batch_models import CANCELLED as BATCH_CANCELLED
-from worker.ledger.batch_models import PAUSED as BATCH_PAUSED
 from worker.ledger.optouts import opted_out
-from worker.ledger.status import CANCELLED, EXPIRED, MARKETING, QUEUED, SUPPRESSED
+from worker.ledger.status import CANCELLED, EXPIRED, MARKETING, QUEUED, SUPPRESSED, BatchStatus
 from worker.observability import metrics
 from worker.services.sending.context import OPTED_OUT_REASON
 from worker.services.sending.waits import (
@@ -84,9 +82,9 @@ def withheld_at_send(
         return {}
     if batch_id is not None:
         state = batches.state_for_sending(session, batch_id, hold=hold)
-        if state == BATCH_CANCELLED:
+        if state == BatchStatus.CANCELLED:
             return {m.id: Withheld(CANCELLED, BATCH_CANCELLED_WHY) for m in outbound}
-        if state == BATCH_PAUSED:
+        if state == BatchStatus.PAUSED:
             paused = Withheld(QUEUED, BATCH_PAUSED_WHY, cause=metrics.PAUSED)
             return {m.id: paused for m in outbound}
     withheld: dict[uuid.UUID, Withheld] = {}

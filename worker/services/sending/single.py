@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from tenacity import retry_if_result
 
 from worker.ledger import attempts, moves
-from worker.ledger.models import SmsMessage
+from worker.ledger.schema import SmsMessage
 from worker.ledger.status import (
     EXPIRED,
     FAILED,
@@ -123,9 +123,7 @@ def _claim_and_send(message_id: uuid.UUID, ctx: SendContext) -> SendVerdict:
     owner = f"{ctx.worker}:{secrets.token_hex(4)}"
     now = ctx.now()
     with ctx.sessions() as session:
-        message = moves.claim_message(
-            session, message_id, owner, ctx.settings.lease_seconds, now
-        )
+        message = moves.claim_message(session, message_id, owner, ctx.settings.lease_seconds, now)
         if message is None:
             return NOT_OURS
         batch_id = str(message.batch_id) if message.batch_id is not None else None

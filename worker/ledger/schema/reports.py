@@ -1,4 +1,5 @@
-"""What comes back from handsets: delivery reports, replies, and the opt-outs replies create.
+"""``sms_delivery_reports`` and ``sms_replies``: what comes back from handsets (queries:
+``worker.ledger.reports``).
 
 Reports and replies are stored as received, every one, including orphans whose ``sid`` no
 message has yet (a report may overtake the recording of its send); ``message_id`` is filled in
@@ -14,10 +15,9 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from worker.ledger.models import Base, BigId, one_of, utcnow
+from worker.ledger.schema.base import Base, BigId, one_of, utcnow
 
 REPORT_SOURCES = ("callback", "pull")
-OPT_OUT_SOURCES = ("reply", "command", "import")
 
 
 class SmsDeliveryReport(Base):
@@ -67,16 +67,3 @@ class SmsReply(Base):
     time: Mapped[datetime]  # when the handset replied (the gateway's Unix seconds)
     received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     source: Mapped[str] = mapped_column(String(16))
-
-
-class SmsOptOut(Base):
-    """A number that must not receive marketing, whichever account would send it."""
-
-    __tablename__ = "sms_opt_outs"
-    __table_args__ = (CheckConstraint(one_of("source", OPT_OUT_SOURCES), name="source"),)
-
-    nationcode: Mapped[str] = mapped_column(String(8), primary_key=True)
-    mobile: Mapped[str] = mapped_column(String(32), primary_key=True)
-    source: Mapped[str] = mapped_column(String(16))
-    reason: Mapped[str] = mapped_column(Text, default="")  # e.g. the reply's text
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)

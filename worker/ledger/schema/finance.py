@@ -1,4 +1,5 @@
-"""Finance's tables: the daily usage rollup and the price list.
+"""Finance's tables, ``sms_daily_usage`` (the daily rollup) and ``sms_prices`` (queries:
+``worker.ledger.finance``).
 
 ``sms_daily_usage`` holds one row per Beijing calendar day and natural key (account, template,
 sign, country, kind, message status). Days are Beijing days because finance in China counts in
@@ -23,7 +24,7 @@ from decimal import Decimal
 from sqlalchemy import CheckConstraint, Date, Integer, Numeric, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from worker.ledger.models import Base, BigId, one_of, utcnow
+from worker.ledger.schema.base import Base, BigId, one_of, utcnow
 from worker.ledger.status import KINDS
 
 ANY = "*"  # a price for every country, or every kind

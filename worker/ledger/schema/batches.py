@@ -1,4 +1,5 @@
-"""Marketing batches: the batch itself, and every input row it turned away.
+"""``sms_batches`` and ``sms_batch_rejections``: marketing batches, and every input row one
+turned away (queries: ``worker.ledger.batches``, ``worker.ledger.batch_rows``).
 
 A batch's accepted rows are ``sms_messages`` rows (kind ``marketing``, ``batch_id`` set), written
 at import; there is no table of recipients besides. A rejected row is kept with its line number
@@ -14,21 +15,8 @@ from typing import Any
 from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from worker.ledger.models import Base, BigId, one_of, utcnow
-
-# Batch states. `importing` until every row is accounted for; the dispatcher only looks at
-# `scheduled` and `sending` batches whose start has come; `done` once nothing is left to send.
-IMPORTING = "importing"
-SCHEDULED = "scheduled"
-SENDING = "sending"
-PAUSED = "paused"
-CANCELLED = "cancelled"
-DONE = "done"
-BATCH_STATUSES = (IMPORTING, SCHEDULED, SENDING, PAUSED, CANCELLED, DONE)
-# The dispatcher works on these (once `start_at` has come).
-DISPATCHABLE = (SCHEDULED, SENDING)
-# Pause, resume and cancel no longer apply.
-FINISHED = frozenset({CANCELLED, DONE})
+from worker.ledger.schema.base import Base, BigId, one_of, utcnow
+from worker.ledger.status import BATCH_STATUSES, BatchStatus
 
 # Why an input row was turned away.
 BAD_NUMBER = "bad_number"
@@ -69,7 +57,7 @@ class SmsBatch(Base):
     sign: Mapped[str | None] = mapped_column(String(64))
     # Params shared by every recipient; NULL when each row brings its own.
     params: Mapped[list[str] | None] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(16), default=IMPORTING)
+    status: Mapped[str] = mapped_column(String(16), default=BatchStatus.IMPORTING)
     start_at: Mapped[datetime]
     # The batch's own end: messages not out by then end `expired`.
     window_end_at: Mapped[datetime]

@@ -17,9 +17,9 @@ from sqlalchemy import ColumnElement, RowMapping, Select, case, delete, func, se
 from sqlalchemy.orm import Session
 
 from worker.ledger.db import dialect_insert
-from worker.ledger.models import SmsAttempt, SmsMessage
+from worker.ledger.schema import SmsAttempt, SmsDailyUsage, SmsMessage, SmsPrice
+from worker.ledger.schema.finance import NO_SIGN, NO_TEMPLATE
 from worker.ledger.status import BILLABLE, DELIVERED
-from worker.ledger.usage_models import NO_SIGN, NO_TEMPLATE, SmsDailyUsage, SmsPrice
 
 
 class UsageKey(NamedTuple):
