@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import click
 from rich.live import Live
@@ -25,7 +25,15 @@ from worker.cli.batch_views import (
     print_import_report,
     status_view,
 )
-from worker.cli.common import BAD_INPUT, current_settings, fail, ledger_sessions
+from worker.cli.common import (
+    BAD_INPUT,
+    account_option,
+    current_settings,
+    fail,
+    ledger_sessions,
+    param_option,
+    sign_option,
+)
 from worker.cli.output import (
     CSV,
     JSON,
@@ -38,8 +46,9 @@ from worker.cli.output import (
     raw_option,
     show,
 )
-from worker.ledger.schema import SmsBatch
-from worker.ledger.status import DISPATCHABLE, MESSAGE_STATUSES, BatchStatus
+from worker.ledger import batch_models as batch_states
+from worker.ledger.batch_models import SmsBatch
+from worker.ledger.status import MESSAGE_STATUSES
 from worker.services.batch_import import BatchInputError
 from worker.services.sending.waits import BEIJING
 from worker.tencent import InvalidInput
@@ -49,6 +58,9 @@ SUMMARY_COLUMNS = (
     "id", "name", "account", "tpl_id", "sign", "params", "status", "start_at", "window_end_at",
     "total_rows", "accepted", "rejected", "created_at",
 )  # fmt: skip
+
+
+Result = TypeVar("Result")  # what a batch action returns: paused or not, how many cancelled
 
 
 @contextmanager
@@ -100,15 +112,9 @@ def batch() -> None:
 @batch.command()
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=False))
 @click.option("--template", type=int, required=True, metavar="ID", help="An approved template.")
-@click.option("--sign", metavar="SIGN", help="The signature, without 【】.")
-@click.option("--account", metavar="NAME", help="The account (SMS_CONFIG); default: its default.")
-@click.option(
-    "--param",
-    "params",
-    multiple=True,
-    metavar="VALUE",
-    help="A param shared by every recipient; repeat for {1}, {2}, ... in order.",
-)
+@sign_option
+@account_option
+@param_option("A param shared by every recipient; repeat for {1}, {2}, ... in order.")
 @click.option(
     "--params-from",
     metavar="COLUMNS",
@@ -299,18 +305,15 @@ def pause(batch_id: str) -> None:
     Examples:
       sms-worker batch pause 3f2a
     """
-    with _batches() as batches:
-        found = batches.find(batch_id)
-        if not batches.pause(found.id):
-            current = batches.find(str(found.id))
-            if current.status != BatchStatus.PAUSED:
-                _refuse(current, "paused")
-            click.echo(f"batch {found.id} was already paused")
-            return
-    click.echo(
-        f"paused batch {found.id}: nothing more of it is requested from the gateway; "
-        f"sms-worker batch resume {found.id} sends the rest"
+    done = _batch_action(
+        batch_id, Batches.pause, "paused", {batch_states.PAUSED}, lambda b: "was already paused"
     )
+    if done is not None:
+        found, _ = done
+        click.echo(
+            f"paused batch {found.id}: nothing more of it is requested from the gateway; "
+            f"sms-worker batch resume {found.id} sends the rest"
+        )
 
 
 @batch.command()
@@ -325,15 +328,15 @@ def resume(batch_id: str) -> None:
     Examples:
       sms-worker batch resume 3f2a
     """
-    with _batches() as batches:
-        found = batches.find(batch_id)
-        if not batches.resume(found.id):
-            current = batches.find(str(found.id))
-            if current.status not in DISPATCHABLE:
-                _refuse(current, "resumed")
-            click.echo(f"batch {found.id} is not paused (it is {current.status}): nothing to do")
-            return
-    click.echo(f"resumed batch {found.id}")
+    done = _batch_action(
+        batch_id,
+        Batches.resume,
+        "resumed",
+        batch_states.DISPATCHABLE,
+        lambda b: f"is not paused (it is {b.status}): nothing to do",
+    )
+    if done is not None:
+        click.echo(f"resumed batch {done[0].id}")
 
 
 @batch.command()
@@ -349,24 +352,45 @@ def cancel(batch_id: str) -> None:
     Examples:
       sms-worker batch cancel 3f2a
     """
+    done = _batch_action(
+        batch_id,
+        Batches.cancel,
+        "cancelled",
+        {batch_states.CANCELLED},
+        lambda b: "was already cancelled",
+    )
+    if done is not None:
+        found, cancelled = done
+        click.echo(f"cancelled batch {found.id}: {cancelled} queued message(s) will not be sent")
+
+
+def _batch_action(
+    batch_id: str,
+    act: Callable[[Batches, uuid.UUID], Result | None],
+    action: str,
+    already: Collection[str],
+    unchanged: Callable[[SmsBatch], str],
+) -> tuple[SmsBatch, Result] | None:
+    """Find batch ``batch_id`` and ``act`` on it: the batch and what the act returned, or None
+    when the act was refused (None or False) but the batch is in a state of ``already``, where
+    refusing is no error (then echo ``unchanged``). Any other refusal ends with exit status 2."""
     with _batches() as batches:
         found = batches.find(batch_id)
-        cancelled = batches.cancel(found.id)
-        if cancelled is None:
-            current = batches.find(str(found.id))
-            if current.status != BatchStatus.CANCELLED:
-                _refuse(current, "cancelled")
-            click.echo(f"batch {found.id} was already cancelled")
-            return
-    click.echo(f"cancelled batch {found.id}: {cancelled} queued message(s) will not be sent")
+        result = act(batches, found.id)
+        if result is not None and result is not False:
+            return found, result
+        current = batches.find(str(found.id))
+    if current.status not in already:
+        _refuse(current, action)
+    click.echo(f"batch {current.id} {unchanged(current)}")
+    return None
 
 
 def _refuse(found: SmsBatch, action: str) -> NoReturn:
     """End a pause, resume or cancel that the batch's state does not allow, saying why."""
-    refusals: dict[str, str] = {
-        BatchStatus.IMPORTING: "is still importing: try again once `batch status` says scheduled",
-        BatchStatus.DONE: "is done: every message of it is settled, nothing is left to send",
-        BatchStatus.CANCELLED: "is cancelled: nothing more of it is sent",
-    }
-    why = refusals.get(found.status, f"is {found.status}")
+    why = {
+        batch_states.IMPORTING: "is still importing: try again once `batch status` says scheduled",
+        batch_states.DONE: "is done: every message of it is settled, nothing is left to send",
+        batch_states.CANCELLED: "is cancelled: nothing more of it is sent",
+    }.get(found.status, f"is {found.status}")
     fail(f"batch {found.id} {why}; it cannot be {action}", BAD_INPUT)
