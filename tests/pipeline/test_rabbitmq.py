@@ -28,7 +28,7 @@ from worker.celery.routing import QUEUE_TRANSACTIONAL
 from worker.celery.runtime import require_shared_throttle
 from worker.config import ConfigError
 from worker.ledger.status import SENT
-from worker.services.sending.tries import MAX_COUNTDOWN_SECONDS
+from worker.services.sending.policy import MAX_COUNTDOWN_SECONDS
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/sms"
 THROTTLE_REDIS_URL = "redis://127.0.0.1:6379/7"

@@ -2,56 +2,25 @@
 
 Between the dispatcher's claim and the task, the batch may have been cancelled or paused, a
 number may have opted out, a message may have expired or run out of attempts, the clock may have
-reached 22:00 Beijing time: those messages are settled here, in the task's first transaction,
-and what is left is the chunk to send (``worker.services.sending.group``).
+reached 22:00 Beijing time, a dead worker may have left a request in flight: those messages are
+settled here, in the task's first transaction, by the one send policy
+(``worker.services.sending.send_checks``), and what is left is the chunk to send
+(``worker.services.sending.group``).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from worker.ledger import batches, moves
-from worker.ledger.accounts import is_paused
-from worker.ledger.optouts import opted_out
 from worker.ledger.schema import SmsMessage
-from worker.ledger.status import (
-    CANCELLED,
-    EXPIRED,
-    FAILED,
-    QUEUED,
-    SUPPRESSED,
-    UNKNOWN,
-    BatchStatus,
-)
-from worker.observability import metrics
-from worker.services.sending.context import (
-    MAX_ATTEMPTS,
-    OPTED_OUT_REASON,
-    SendContext,
-    content_of,
-    settle_lost_attempts,
-)
-from worker.services.sending.send_checks import Outbound
-from worker.services.sending.waits import (
-    MARKETING_OPENS,
-    seconds_until_beijing_hour,
-    within_marketing_hours,
-)
+from worker.services.sending.context import SendContext, content_of, settle_lost_attempts
+from worker.services.sending.send_checks import Outbound, settle_withheld, withheld_at_send
 from worker.tencent import Content, Phone
-
-# Why a message of the chunk goes back to the queue before any request, and its metrics label.
-PAUSED_WHY, PARAMS_WHY = "paused", "params differ from its chunk's"
-QUIET_WHY = "quiet hours (22:00-08:00 Beijing time)"
-_DEFERRAL_CAUSES = {
-    PAUSED_WHY: metrics.PAUSED,
-    PARAMS_WHY: metrics.PARAMS_DIFFER,
-    QUIET_WHY: metrics.QUIET_HOURS,
-}
 
 
 @dataclass(slots=True)
@@ -66,7 +35,9 @@ class Recipient:
 
     @property
     def outbound(self) -> Outbound:
-        return Outbound(self.id, self.phone.nationcode, self.phone.mobile, self.expires_at)
+        return Outbound(
+            self.id, self.phone.nationcode, self.phone.mobile, self.expires_at, self.attempts_made
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,64 +59,34 @@ def gate(
 ) -> Chunk:
     """The checks at send time; the numbers still to send (none, when none may go now).
 
-    A request a dead worker may have sent is settled first, whatever else holds: a message it
-    left ``in_flight`` must not be sent again (marketing does not resend ambiguous attempts),
-    nor be called cancelled when it may have gone out.
+    The attempts a dead worker left ``in_flight`` are marked ``ambiguous`` first, whatever else
+    holds: the policy then decides with them known (``policy.before_request``).
     """
     first = held[0]
-    settings = ctx.settings
-    batch = batches.get_batch(session, first.batch_id) if first.batch_id is not None else None
-    cancelled = batch is not None and batch.status == BatchStatus.CANCELLED
-    paused = (batch is not None and batch.status == BatchStatus.PAUSED) or is_paused(
-        session, first.account
-    )
     content = content_of(first)
-    opted = opted_out(session, [(message.nationcode, message.mobile) for message in held])
-    quiet = not within_marketing_hours(now)
-    opens = now + timedelta(seconds=seconds_until_beijing_hour(now, MARKETING_OPENS))
-    by_move: dict[tuple[str, str, datetime | None], list[uuid.UUID]] = defaultdict(list)
-    recipients: list[Recipient] = []
+    outbound: list[Outbound] = []
+    seen: dict[uuid.UUID, Counter[int]] = {}
     for message in held:
-        seen: Counter[int] = Counter()
-        lost = bool(message.attempt_count) and settle_lost_attempts(session, message.id, seen, now)
-        if lost and not settings.resends_ambiguous(message.kind):
-            why = "a worker stopped before recording the answer; not resent by policy"
-            by_move[UNKNOWN, why, None].append(message.id)
-        elif cancelled:
-            by_move[CANCELLED, "batch cancelled before it went out", None].append(message.id)
-        elif paused:
-            by_move[QUEUED, PAUSED_WHY, None].append(message.id)
-        elif message.delivery_count > settings.max_deliveries:
-            why = f"delivered to workers {message.delivery_count} times without finishing"
-            by_move[FAILED, why, None].append(message.id)
-        elif message.expires_at is not None and message.expires_at <= now:
-            by_move[EXPIRED, "the batch's window ended before it went out", None].append(message.id)
-        elif (message.nationcode, message.mobile) in opted:
-            by_move[SUPPRESSED, OPTED_OUT_REASON, None].append(message.id)
-        elif message.attempt_count >= MAX_ATTEMPTS:
-            by_move[FAILED, f"no success after {MAX_ATTEMPTS} attempts", None].append(message.id)
-        elif content_of(message) != content:
-            by_move[QUEUED, PARAMS_WHY, None].append(message.id)
-        elif quiet:
-            if message.expires_at is not None and opens >= message.expires_at:
-                by_move[EXPIRED, "quiet hours last past the batch's window", None].append(
-                    message.id
-                )
-            else:
-                by_move[QUEUED, QUIET_WHY, opens].append(message.id)
-        else:
-            phone = Phone(message.nationcode, message.mobile)
-            recipients.append(
-                Recipient(message.id, phone, message.expires_at, message.attempt_count, seen)
+        seen[message.id] = Counter()
+        lost = bool(message.attempt_count) and settle_lost_attempts(
+            session, message.id, seen[message.id], now
+        )
+        outbound.append(
+            Outbound(
+                message.id, message.nationcode, message.mobile, message.expires_at,
+                attempts_made=message.attempt_count, delivery_count=message.delivery_count,
+                lost_attempts=lost, params_differ=content_of(message) != content,
             )
-    for (status, why, not_before), moved_ids in by_move.items():
-        if status == CANCELLED:  # a claimed message is handed back, then withdrawn
-            handed_back = moves.requeue_many(session, moved_ids, owner, None, why)
-            tally[status] += moves.cancel_queued(session, ids=handed_back, reason=why)
-        elif status == QUEUED:
-            requeued = len(moves.requeue_many(session, moved_ids, owner, not_before, why))
-            metrics.deferred(first.account, _DEFERRAL_CAUSES.get(why, "other"), requeued)
-            tally[status] += requeued
-        else:
-            tally[status] += len(moves.end_many(session, moved_ids, owner, status, reason=why))
+        )  # fmt: skip
+    withheld = withheld_at_send(
+        session, batch_id=first.batch_id, account=first.account, kind=first.kind,
+        outbound=outbound, settings=ctx.settings, now=now, hold=False, account_checked=False,
+    )  # fmt: skip
+    tally.update(settle_withheld(session, withheld, owner, first.account).values())
+    phones = {message.id: Phone(message.nationcode, message.mobile) for message in held}
+    recipients = [
+        Recipient(m.id, phones[m.id], m.expires_at, m.attempt_count, seen[m.id])
+        for m in held
+        if m.id not in withheld
+    ]
     return Chunk(first.batch_id, first.account, first.kind, content, recipients)

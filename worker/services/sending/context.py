@@ -1,5 +1,5 @@
 """What single sends (``sending.single``) and group sends (``sending.group``)
-share: the context a send runs in, the attempt budget, what a message sends, the settling of
+share besides their policy: the context a send runs in, what a message sends, the settling of
 attempts a dead worker left in flight, and the pause of an account the gateway stopped.
 """
 
@@ -26,10 +26,6 @@ from worker.tencent import Content, SmsClient, Template, Text
 from worker.tencent.codes import Outcome
 
 log = logging.getLogger(__name__)
-
-# Attempts a message may spend in all before it ends failed (each one is a gateway request).
-MAX_ATTEMPTS = 10
-OPTED_OUT_REASON = "the number opted out of marketing"
 
 
 @dataclass(frozen=True, slots=True)

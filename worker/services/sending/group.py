@@ -2,8 +2,8 @@
 
 The dispatcher (``worker.services.dispatch``) claims the chunk's messages with a lease of its own
 and publishes their ids; this runs in the task. It follows the single send step by step
-(``worker.services.sending.single``; what both share is in ``worker.services.sending.context``),
-with one request for many numbers:
+(``worker.services.sending.single``) and applies the same decisions
+(``worker.services.sending.policy``), to many messages at once, with one request for many numbers:
 
 - at send time the batch may have been cancelled or paused, a number may have opted out, the
   clock may have reached 22:00 Beijing time: those messages are settled before any request
@@ -11,7 +11,7 @@ with one request for many numbers:
 - an ``in_flight`` attempt row per number, all sharing one ``request_id``, is committed BEFORE the
   request; afterwards each number's row gets its own ``sid``, ``fee`` and result from its entry
   in ``detail`` (a number missing from ``detail``, or a refusal without one, gets the top-level
-  code), and each message moves by its own outcome;
+  code), and each message moves as the policy decides from its own answer and history;
 - numbers with a transient answer are tried again in the same task, with a fresh signature and
   their own new attempt rows, a few times; then they go back to the queue for the dispatcher.
 """
@@ -22,22 +22,23 @@ import logging
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 from tenacity import retry_if_result
 
 from worker.ledger import attempts, moves
-from worker.ledger.status import EXPIRED, FAILED, QUEUED, SENDING, SENT, UNKNOWN
+from worker.ledger.status import FAILED, QUEUED, SENDING, SENT
 from worker.observability import metrics
 from worker.observability.logs import bind_log_context, log_context
 from worker.services.reports import match_sent_many
+from worker.services.sending import policy
 from worker.services.sending.chunk_checks import Chunk, Recipient, gate
-from worker.services.sending.context import MAX_ATTEMPTS, SendContext, stop_account
+from worker.services.sending.context import SendContext, stop_account
+from worker.services.sending.policy import Fail, PauseAccount, Settle, Wait
 from worker.services.sending.send_checks import settle_withheld, withheld_at_send
-from worker.services.sending.tries import backoff_after_tries, quick_tries
-from worker.services.sending.waits import wait_for
+from worker.services.sending.tries import quick_tries
 from worker.tencent import Exchange, SmsClient
 from worker.tencent.codes import Outcome, classify_result, code_info
 
@@ -80,9 +81,7 @@ def _hold_and_send(
     tally: Counter[str] = Counter()
     now = ctx.now()
     with ctx.sessions() as session:
-        held = moves.hold_chunk(
-            session, message_ids, lease_owner, now, ctx.settings.lease_seconds
-        )
+        held = moves.hold_chunk(session, message_ids, lease_owner, now, ctx.settings.lease_seconds)
         if held:
             batch_id = str(held[0].batch_id) if held[0].batch_id is not None else None
             bind_log_context(account=held[0].account, kind=held[0].kind, batch_id=batch_id)
@@ -112,8 +111,11 @@ def _deliver(chunk: Chunk, owner: str, ctx: SendContext, tally: Counter[str]) ->
     queued_before = tally[QUEUED]
     with ctx.sessions() as session:
         for recipient in pending:
-            not_before = now + timedelta(seconds=backoff_after_tries(recipient.attempts_made))
-            status = _hand_back(session, recipient, owner, not_before, last_error)
+            decision = policy.wait_or_expire(
+                policy.backoff_after_tries(recipient.attempts_made), now, last_error,
+                metrics.TRIES_SPENT, recipient.expires_at, in_batch=chunk.batch_id is not None,
+            )  # fmt: skip
+            status = _move(session, recipient.id, owner, decision)
             tally[status or "not ours"] += 1
         session.commit()
     metrics.deferred(chunk.account, metrics.TRIES_SPENT, tally[QUEUED] - queued_before)
@@ -130,14 +132,16 @@ def _one_try(
     """One request for ``pending``; the numbers to try again and the request's error."""
     now = ctx.now()
     with ctx.sessions() as session:
-        # Pause, cancel, opt-outs and quiet hours, first in the transaction of the write-ahead
-        # itself: a pause that has returned is seen here, and one that has not waits for this
-        # commit (worker.services.sending.send_checks).
+        # Pause, cancel, opt-outs, quiet hours and the attempt budget, first in the transaction
+        # of the write-ahead itself: a pause that has returned is seen here, and one that has not
+        # waits for this commit (worker.services.sending.send_checks).
         withheld = withheld_at_send(
             session,
             batch_id=chunk.batch_id,
+            account=chunk.account,
             kind=chunk.kind,
             outbound=[recipient.outbound for recipient in pending],
+            settings=ctx.settings,
             now=now,
         )
         # Renewing the lease also drops a number another dispatcher has taken over.
@@ -147,10 +151,7 @@ def _one_try(
         held_back = {i: why for i, why in withheld.items() if i in still}
         tally.update(settle_withheld(session, held_back, owner, chunk.account).values())
         still -= held_back.keys()
-        spent = [r.id for r in pending if r.id in still and r.attempts_made >= MAX_ATTEMPTS]
-        why = f"no success after {MAX_ATTEMPTS} attempts"
-        tally[FAILED] += len(moves.end_many(session, spent, owner, FAILED, reason=why))
-        going = [r for r in pending if r.id in still and r.id not in spent]
+        going = [r for r in pending if r.id in still]
         if not going:
             session.commit()
             return [], ""
@@ -169,7 +170,7 @@ def _one_try(
         session.commit()
     # No connection is held while the request is in the air.
     exchange = client.execute(request)
-    answers = number_answers(exchange, going)
+    answers, decisions = _judge(chunk, going, number_answers(exchange, going), ctx)
     for recipient, answer in zip(going, answers, strict=True):
         recipient.attempts_made += 1
         if answer.result is not None:
@@ -182,7 +183,9 @@ def _one_try(
                 for attempt_id, answer in zip(attempt_ids, answers, strict=True)
             ],
         )
-        again = _record_answers(session, chunk, going, answers, owner, exchange, ctx, tally)
+        again = _record_answers(
+            session, chunk, going, answers, decisions, owner, exchange, ctx.now(), tally
+        )
         session.commit()
     retrying = {recipient.id for recipient in again}
     answered = [(a.outcome, a.fee, r.id in retrying) for r, a in zip(going, answers, strict=True)]
@@ -205,7 +208,7 @@ def number_answers(exchange: Exchange, recipients: Sequence[Recipient]) -> list[
         phone = recipient.phone
         entry = detail.get((phone.nationcode, phone.mobile)) or by_mobile.get(phone.mobile)
         code = entry.result if entry is not None else response.result
-        outcome = classify_result(code, recipient.seen[code])
+        outcome = classify_result(code)
         if entry is None and code == 0:
             # Accepted as a whole, yet nothing said about this number: it may have gone out.
             why = "the answer has no detail entry for this number"
@@ -218,14 +221,34 @@ def number_answers(exchange: Exchange, recipients: Sequence[Recipient]) -> list[
     return answers
 
 
+def _judge(
+    chunk: Chunk, going: Sequence[Recipient], answers: Sequence[NumberAnswer], ctx: SendContext
+) -> tuple[list[NumberAnswer], list[policy.After]]:
+    """Each number's answer as it counts for its message, and what follows it (the policy),
+    from the codes its earlier attempts got."""
+    now = ctx.now()
+    counted, decisions = [], []
+    for recipient, answer in zip(going, answers, strict=True):
+        outcome = policy.effective_outcome(answer.outcome, answer.result, recipient.seen)
+        counted.append(replace(answer, outcome=outcome))
+        decision = policy.after_answer(
+            answer.outcome, answer.result, answer.errmsg, kind=chunk.kind,
+            history=recipient.seen, expires_at=recipient.expires_at,
+            in_batch=chunk.batch_id is not None, settings=ctx.settings, now=now,
+        )  # fmt: skip
+        decisions.append(decision)
+    return counted, decisions
+
+
 def _record_answers(
     session: Session,
     chunk: Chunk,
     going: Sequence[Recipient],
     answers: Sequence[NumberAnswer],
+    decisions: Sequence[policy.After],
     owner: str,
     exchange: Exchange,
-    ctx: SendContext,
+    now: datetime,
     tally: Counter[str],
 ) -> list[Recipient]:
     """Move each message by its own answer; the numbers to try again.
@@ -241,10 +264,10 @@ def _record_answers(
     tally[SENT] += len(moved)
     tally["not ours"] += len(sent) - len(moved)
     again: list[Recipient] = []
-    for recipient, answer in zip(going, answers, strict=True):
-        if answer.outcome is Outcome.OK:
+    for recipient, decision in zip(going, decisions, strict=True):
+        if isinstance(decision, policy.Sent):
             continue
-        status = _decide(session, chunk, recipient, answer, owner, ctx)
+        status = _apply(session, chunk, recipient, decision, owner, now)
         if status == _RETRY:
             again.append(recipient)
         else:
@@ -273,59 +296,50 @@ def _attempt_answer(exchange: Exchange, answer: NumberAnswer) -> attempts.Attemp
     )
 
 
-def _decide(
+def _apply(
     session: Session,
     chunk: Chunk,
     recipient: Recipient,
-    answer: NumberAnswer,
+    decision: policy.After,
     owner: str,
-    ctx: SendContext,
+    now: datetime,
 ) -> str | None:
-    """Move one message by an answer other than ok; the state reached, ``_RETRY``, or None
-    (not ours)."""
-    message_id = recipient.id
-    code = answer.result
-    info = code_info(code) if code is not None else None
-    if answer.outcome is Outcome.REJECTED:
-        if info is not None and info.pauses_account:
-            stop_account(session, chunk.account, info.code, answer.errmsg, ctx.now())
-            why = f"account paused: {answer.errmsg}"
-            if not moves.requeue(session, message_id, owner, None, why):
-                return None
+    """Move one message as the policy decided after an answer other than ok; the state
+    reached, ``_RETRY``, or None (not ours)."""
+    if isinstance(decision, policy.TryAgain):
+        return _RETRY  # transient, network, or ambiguous with a resend policy
+    if isinstance(decision, PauseAccount):
+        stop_account(session, chunk.account, decision.code, decision.error, now)
+        status = _move(session, recipient.id, owner, Wait(None, decision.reason, ""))
+        if status == QUEUED:
             metrics.deferred(chunk.account, metrics.ACCOUNT_PAUSED)
-            return QUEUED
+        return status
+    if isinstance(decision, Fail):
         moved = moves.transition(
-            session, message_id, FAILED, from_statuses=(SENDING,), owner=owner,
-            result=code, errmsg=answer.errmsg, reason=answer.errmsg,
+            session, recipient.id, FAILED, from_statuses=(SENDING,), owner=owner,
+            result=decision.code, errmsg=decision.reason, reason=decision.reason,
         )  # fmt: skip
         return FAILED if moved else None
-    if answer.outcome is Outcome.THROTTLED:
-        now = ctx.now()
-        not_before = now + timedelta(seconds=wait_for(info, now))
-        status = _hand_back(session, recipient, owner, not_before, answer.errmsg)
-        if status == QUEUED:
-            metrics.deferred(chunk.account, metrics.THROTTLED)
+    if isinstance(decision, Wait | Settle):
+        status = _move(session, recipient.id, owner, decision)
+        if status == QUEUED and isinstance(decision, Wait):
+            metrics.deferred(chunk.account, decision.cause)
         return status
-    if answer.outcome is Outcome.AMBIGUOUS and not ctx.settings.resends_ambiguous(chunk.kind):
-        why = f"{answer.errmsg}; may have been delivered, not resent by policy"
-        moved = moves.transition(
-            session, message_id, UNKNOWN, from_statuses=(SENDING,), owner=owner, reason=why
-        )
-        return UNKNOWN if moved else None
-    return _RETRY  # transient, network, or ambiguous with a resend policy
+    raise AssertionError(f"not an answer's decision: {decision!r}")
 
 
-def _hand_back(
-    session: Session, recipient: Recipient, owner: str, not_before: datetime, reason: str
+def _move(
+    session: Session, message_id: uuid.UUID, owner: str, decision: Wait | Settle
 ) -> str | None:
-    """Back to the queue until ``not_before``, or ``expired`` when that is past its window."""
-    if recipient.expires_at is not None and not_before >= recipient.expires_at:
-        why = f"{reason}; would wait past the batch's window"
+    """Back to the queue until the wait is over, or ended as the policy settled it."""
+    if isinstance(decision, Settle):
         moved = moves.transition(
-            session, recipient.id, EXPIRED, from_statuses=(SENDING,), owner=owner, reason=why
-        )
-        return EXPIRED if moved else None
-    return QUEUED if moves.requeue(session, recipient.id, owner, not_before, reason) else None
+            session, message_id, decision.status, from_statuses=(SENDING,), owner=owner,
+            reason=decision.reason,
+        )  # fmt: skip
+        return decision.status if moved else None
+    requeued = moves.requeue(session, message_id, owner, decision.not_before, decision.reason)
+    return QUEUED if requeued else None
 
 
 def _log_request(

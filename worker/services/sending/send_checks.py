@@ -1,14 +1,12 @@
-"""The checks every message passes in the transaction that writes its attempt ahead.
+"""The checks a message passes before its request, read from the ledger and decided by the policy.
 
 Whether it goes alone (``worker.services.sending.single``) or in a group request
-(``worker.services.sending.group``), a message is requested from the gateway only if, in the very
-transaction that commits its ``in_flight`` attempt row:
-
-- its batch is neither paused (it goes back to the queue, for ``batch resume``) nor cancelled
-  (it ends ``cancelled``);
-- it is not marketing to a number that opted out (it ends ``suppressed``);
-- it is not a batch message outside 08:00-22:00 Beijing time (it waits, queued, for 08:00; or
-  ends ``expired`` when that is past its batch's window).
+(``worker.services.sending.group``), a message is requested from the gateway only if
+``policy.before_request`` lets it go, in the very transaction that commits its ``in_flight``
+attempt row: its batch neither paused nor cancelled, its number not opted out of marketing, its
+deadline not passed, its attempts not spent, a batch message within 08:00-22:00 Beijing time.
+The same checks run once earlier, when the message is claimed, so that a message that may not
+go takes no throttle slot; there they also settle what a dead worker left behind.
 
 The batch's state is read under a lock that pause and cancel wait for
 (``ledger.batches.state_for_sending``): once ``batch pause`` has returned, every later
@@ -22,86 +20,83 @@ import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
 from worker.ledger import batches, moves
+from worker.ledger.accounts import is_paused
 from worker.ledger.optouts import opted_out
-from worker.ledger.status import CANCELLED, EXPIRED, MARKETING, QUEUED, SUPPRESSED, BatchStatus
+from worker.ledger.status import CANCELLED, MARKETING, QUEUED, BatchStatus
 from worker.observability import metrics
-from worker.services.sending.context import OPTED_OUT_REASON
-from worker.services.sending.waits import (
-    MARKETING_OPENS,
-    seconds_until_beijing_hour,
-    within_marketing_hours,
-)
+from worker.services.sending import policy
+from worker.services.sending.policy import Facts, SendSettings, Settle, Wait
 
-BATCH_PAUSED_WHY = "the batch is paused"
-BATCH_CANCELLED_WHY = "batch cancelled before it went out"
-QUIET_WHY = "quiet hours (22:00-08:00 Beijing time)"
-QUIET_PAST_WINDOW_WHY = "quiet hours last past the batch's window"
+# A message's way elsewhere than to the gateway: ended, or back to the queue.
+Withheld = Settle | Wait
 
 
 @dataclass(frozen=True, slots=True)
 class Outbound:
-    """A message about to be requested: what the checks look at."""
+    """A message about to be requested: what the checks look at besides its batch and number."""
 
     id: uuid.UUID
     nationcode: str
     mobile: str
     expires_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class Withheld:
-    """Why a message may not go now, and where it goes instead."""
-
-    status: str  # QUEUED (it waits), CANCELLED, SUPPRESSED or EXPIRED
-    reason: str
-    not_before: datetime | None = None  # for QUEUED: None until resumed, or 08:00
-    cause: str = ""  # for QUEUED: the deferral's metrics label
+    attempts_made: int = 0
+    delivery_count: int = 0
+    lost_attempts: bool = False
+    params_differ: bool = False
 
 
 def withheld_at_send(
     session: Session,
     *,
     batch_id: uuid.UUID | None,
+    account: str,
     kind: str,
     outbound: Sequence[Outbound],
+    settings: SendSettings,
     now: datetime,
     hold: bool = True,
+    account_checked: bool = True,
 ) -> dict[uuid.UUID, Withheld]:
-    """The messages among ``outbound`` (all of one batch, or of none) that may not go now.
+    """The messages among ``outbound`` (all of one batch, or of none) that may not go now, and
+    where each goes instead (``policy.before_request``).
 
     Call it first in the write-ahead transaction, and commit the attempts of the others in that
     same transaction: the batch's lock is what orders a send with a pause. ``hold=False``: a
-    check before that one, without the lock. Does not commit.
+    check before that one, without the lock. ``account_checked=False``: also read whether the
+    account is paused (a claim of one message already excludes a paused account). Does not commit.
     """
     if not outbound:
         return {}
-    if batch_id is not None:
-        state = batches.state_for_sending(session, batch_id, hold=hold)
-        if state == BatchStatus.CANCELLED:
-            return {m.id: Withheld(CANCELLED, BATCH_CANCELLED_WHY) for m in outbound}
-        if state == BatchStatus.PAUSED:
-            paused = Withheld(QUEUED, BATCH_PAUSED_WHY, cause=metrics.PAUSED)
-            return {m.id: paused for m in outbound}
+    state = batches.state_for_sending(session, batch_id, hold=hold) if batch_id else None
+    account_paused = not account_checked and is_paused(session, account)
+    opted = (
+        opted_out(session, [(m.nationcode, m.mobile) for m in outbound])
+        if kind == MARKETING
+        else set()
+    )
     withheld: dict[uuid.UUID, Withheld] = {}
-    if kind == MARKETING:
-        opted = opted_out(session, [(m.nationcode, m.mobile) for m in outbound])
-        for message in outbound:
-            if (message.nationcode, message.mobile) in opted:
-                withheld[message.id] = Withheld(SUPPRESSED, OPTED_OUT_REASON)
-    if batch_id is not None and not within_marketing_hours(now):
-        opens = now + timedelta(seconds=seconds_until_beijing_hour(now, MARKETING_OPENS))
-        for message in outbound:
-            if message.id in withheld:
-                continue
-            if message.expires_at is not None and opens >= message.expires_at:
-                withheld[message.id] = Withheld(EXPIRED, QUIET_PAST_WINDOW_WHY)
-            else:
-                withheld[message.id] = Withheld(QUEUED, QUIET_WHY, opens, metrics.QUIET_HOURS)
+    for message in outbound:
+        facts = Facts(
+            kind=kind,
+            in_batch=batch_id is not None,
+            expires_at=message.expires_at,
+            attempts_made=message.attempts_made,
+            delivery_count=message.delivery_count,
+            lost_attempts=message.lost_attempts,
+            batch_cancelled=state == BatchStatus.CANCELLED,
+            batch_paused=state == BatchStatus.PAUSED,
+            account_paused=account_paused,
+            opted_out=(message.nationcode, message.mobile) in opted,
+            params_differ=message.params_differ,
+        )
+        decision = policy.before_request(facts, settings, now)
+        if not isinstance(decision, policy.GoAhead):
+            withheld[message.id] = decision
     return withheld
 
 
@@ -113,19 +108,21 @@ def settle_withheld(
     A cancelled one is handed back to the queue, then withdrawn (``sending`` does not move to
     ``cancelled`` directly). Locks: those rows until the caller commits. Does not commit.
     """
-    by_move: dict[tuple[str, str, datetime | None, str], list[uuid.UUID]] = defaultdict(list)
-    for message_id, why in withheld.items():
-        by_move[why.status, why.reason, why.not_before, why.cause].append(message_id)
+    by_decision: dict[Withheld, list[uuid.UUID]] = defaultdict(list)
+    for message_id, decision in withheld.items():
+        by_decision[decision].append(message_id)
     reached: dict[uuid.UUID, str] = {}
-    for (status, reason, not_before, cause), ids in by_move.items():
-        if status == CANCELLED:
-            handed_back = moves.requeue_many(session, ids, owner, None, reason)
-            moves.cancel_queued(session, ids=handed_back, reason=reason)
-            moved = handed_back
-        elif status == QUEUED:
-            moved = moves.requeue_many(session, ids, owner, not_before, reason)
-            metrics.deferred(account, cause or "other", len(moved))
+    for decision, ids in by_decision.items():
+        if isinstance(decision, Wait):
+            moved = moves.requeue_many(session, ids, owner, decision.not_before, decision.reason)
+            metrics.deferred(account, decision.cause, len(moved))
+            status = QUEUED
+        elif decision.status == CANCELLED:
+            handed_back = moves.requeue_many(session, ids, owner, None, decision.reason)
+            moves.cancel_queued(session, ids=handed_back, reason=decision.reason)
+            moved, status = handed_back, CANCELLED
         else:
-            moved = moves.end_many(session, ids, owner, status, reason=reason)
+            moved = moves.end_many(session, ids, owner, decision.status, reason=decision.reason)
+            status = decision.status
         reached.update((message_id, status) for message_id in moved)
     return reached

@@ -1,13 +1,15 @@
 """Send one message: claim it, check its deadline and the throttles, then sign, send and record.
 
 A plain function over its collaborators (``SendContext``), so it runs the same under Celery, in
-a test, or from the command line. It never raises for what the gateway or the network does: it
-returns a ``SendVerdict`` saying where the message stands and whether to publish it again later.
+a test, or from the command line. What to do before a request and after an answer is the send
+policy's (``worker.services.sending.policy``); this applies its decisions to one message. It
+never raises for what the gateway or the network does: it returns a ``SendVerdict`` saying where
+the message stands and whether to publish it again later.
 
 The ledger is written ahead of every HTTP call: an ``in_flight`` attempt row is committed before
 the request leaves and finished once after it. A worker that dies in between leaves that row
-``in_flight``; the next claim of the message turns it ``ambiguous`` and applies the policy of its
-kind (DESIGN 4.4).
+``in_flight``; the next claim of the message turns it ``ambiguous`` before anything else is
+decided, then applies the policy of its kind.
 """
 
 from __future__ import annotations
@@ -19,26 +21,19 @@ import uuid
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 from tenacity import retry_if_result
 
 from worker.ledger import attempts, moves
 from worker.ledger.schema import SmsMessage
-from worker.ledger.status import (
-    EXPIRED,
-    FAILED,
-    QUEUED,
-    SENDING,
-    SENT,
-    UNKNOWN,
-)
+from worker.ledger.status import FAILED, QUEUED, SENDING, SENT
 from worker.observability import metrics
 from worker.observability.logs import bind_log_context, log_context
 from worker.services.reports import match_sent
+from worker.services.sending import policy
 from worker.services.sending.context import (
-    MAX_ATTEMPTS,
     SendContext,
     content_of,
     settle_lost_attempts,
@@ -50,20 +45,11 @@ from worker.services.sending.send_checks import (
     settle_withheld,
     withheld_at_send,
 )
-from worker.services.sending.tries import (
-    IN_TASK_TRIES,
-    MAX_COUNTDOWN_SECONDS,
-    backoff_after_tries,
-    quick_tries,
-)
-from worker.services.sending.waits import wait_for
+from worker.services.sending.tries import quick_tries
 from worker.tencent import Content, Exchange, Phone, SmsClient
-from worker.tencent.codes import Outcome, code_info
+from worker.tencent.codes import Outcome
 
 log = logging.getLogger(__name__)
-
-# An account slot further away than this is not slept for: the task is deferred instead.
-MAX_SLOT_SLEEP_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +86,8 @@ class Outgoing:
         return hashlib.sha1(repr(self.content).encode(), usedforsecurity=False).hexdigest()
 
     @property
-    def outbound(self) -> Outbound:
-        return Outbound(self.id, self.phone.nationcode, self.phone.mobile, self.expires_at)
+    def in_batch(self) -> bool:
+        return self.batch_id is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,19 +124,10 @@ def _claim_and_send(message_id: uuid.UUID, ctx: SendContext) -> SendVerdict:
 def _prepare(
     session: Session, message: SmsMessage, owner: str, now: datetime, ctx: SendContext
 ) -> tuple[SendVerdict | None, Outgoing | None]:
-    """The checks before any request: poison guard, lost attempts, deadline, throttles."""
-    settings = ctx.settings
-    if message.delivery_count > settings.max_deliveries:
-        reason = f"delivered to workers {message.delivery_count} times without finishing"
-        return _end(session, message.id, owner, FAILED, reason), None
+    """The checks before any request (``policy.before_request``), then the per-number throttle."""
+    # Attempts a dead worker left in flight are settled first, so the policy decides knowing them.
     seen: Counter[int] = Counter()
-    if message.attempt_count:
-        lost = settle_lost_attempts(session, message.id, seen, now)
-        if lost and not settings.resends_ambiguous(message.kind):
-            reason = "a worker stopped before recording the answer; not resent by policy"
-            return _end(session, message.id, owner, UNKNOWN, reason), None
-    if message.expires_at is not None and message.expires_at <= now:
-        return _end(session, message.id, owner, EXPIRED, "deadline passed before sending"), None
+    lost = bool(message.attempt_count) and settle_lost_attempts(session, message.id, seen, now)
     outgoing = Outgoing(
         id=message.id,
         batch_id=message.batch_id,
@@ -166,7 +143,9 @@ def _prepare(
     )
     # Checked here too, so that a paused or opted-out message takes no throttle slot; the check
     # that counts is the one made with the attempt's write-ahead (_one_try).
-    withheld = _withheld(session, outgoing, now, hold=False)
+    withheld = _withheld(
+        session, outgoing, ctx, now, message.attempt_count, message.delivery_count, lost, hold=False
+    )
     if withheld:
         return _settle(session, outgoing, owner, withheld), None
     if ctx.throttle is not None:
@@ -174,10 +153,8 @@ def _prepare(
             outgoing.account, outgoing.phone.e164, outgoing.content_key, str(outgoing.id)
         )
         if wait > 0:
-            verdict = _defer(
-                session, outgoing, owner, now, wait, "per-number limit", metrics.NUMBER_LIMIT
-            )
-            return verdict, None
+            cause = metrics.NUMBER_LIMIT
+            return _defer(session, outgoing, owner, now, wait, policy.PER_NUMBER_LIMIT, cause), None
     return None, outgoing
 
 
@@ -185,7 +162,9 @@ def _deliver(outgoing: Outgoing, owner: str, ctx: SendContext) -> SendVerdict:
     """Tenacity tries with a fresh signature each; each try is its own attempt row."""
     client = ctx.client_for(outgoing.account)
     seen = Counter(outgoing.seen)
-    tries = iter(range(outgoing.attempts_made + 1, outgoing.attempts_made + IN_TASK_TRIES + 1))
+    tries = iter(
+        range(outgoing.attempts_made + 1, outgoing.attempts_made + policy.IN_TASK_TRIES + 1)
+    )
 
     def one_try() -> Step:
         return _one_try(outgoing, owner, ctx, client, next(tries), seen)
@@ -195,9 +174,9 @@ def _deliver(outgoing: Outgoing, owner: str, ctx: SendContext) -> SendVerdict:
     if step.verdict is not None:
         return step.verdict
     # The quick tries are spent: wait in the broker, backing off, up to the deadline.
-    wait = backoff_after_tries(outgoing.attempts_made + IN_TASK_TRIES)
+    wait = policy.backoff_after_tries(outgoing.attempts_made + policy.IN_TASK_TRIES)
     with ctx.sessions() as session:
-        reason = step.exchange.error if step.exchange is not None else "transient"
+        reason = step.exchange.error if step.exchange is not None else policy.TRANSIENT
         verdict = _defer(session, outgoing, owner, ctx.now(), wait, reason, metrics.TRIES_SPENT)
         session.commit()
     return verdict
@@ -211,23 +190,28 @@ def _one_try(
     attempt_no: int,
     seen: Counter[int],
 ) -> Step:
-    if attempt_no > MAX_ATTEMPTS:
-        return _give_up(outgoing, owner, ctx, f"no success after {MAX_ATTEMPTS} attempts")
-    slot_wait = _account_slot(outgoing.account, ctx)
+    slot_wait = 0.0
+    if ctx.throttle is not None:
+        rate = ctx.settings.account(outgoing.account).send_rate
+        slot_wait = ctx.throttle.account_slot(
+            outgoing.account, rate, ctx.sleep, policy.MAX_SLOT_SLEEP_SECONDS
+        )
     if slot_wait:
         with ctx.sessions() as session:
             deferred = _defer(
-                session, outgoing, owner, ctx.now(), slot_wait, "account rate", metrics.ACCOUNT_RATE
-            )
+                session, outgoing, owner, ctx.now(), slot_wait, policy.ACCOUNT_RATE,
+                metrics.ACCOUNT_RATE,
+            )  # fmt: skip
             session.commit()
         return Step(None, deferred)
     request = client.prepare_send(
         outgoing.phone, outgoing.content, ext=outgoing.ext, extend=outgoing.extend
     )
     with ctx.sessions() as session:
-        # Pause, cancel, opt-out and quiet hours, in the transaction of the write-ahead itself:
-        # a pause that has returned is seen here, and one that has not waits for this commit.
-        withheld = _withheld(session, outgoing, ctx.now())
+        # Pause, cancel, opt-out, quiet hours and the attempt budget, in the transaction of the
+        # write-ahead itself: a pause that has returned is seen here, and one that has not waits
+        # for this commit.
+        withheld = _withheld(session, outgoing, ctx, ctx.now(), attempts_made=attempt_no - 1)
         if withheld:
             settled = _settle(session, outgoing, owner, withheld)
             session.commit()
@@ -250,12 +234,18 @@ def _one_try(
             return Step(None, NOT_OURS)
         session.commit()
     # No connection is held while the request is in the air.
-    exchange = client.execute(request, seen)
+    exchange = client.execute(request)
     answer = exchange.response
     result = answer.result if answer is not None else None
+    outcome = policy.effective_outcome(exchange.outcome, result, seen)
+    decision = policy.after_answer(
+        exchange.outcome, result, exchange.error, kind=outgoing.kind, history=seen,
+        expires_at=outgoing.expires_at, in_batch=outgoing.in_batch, settings=ctx.settings,
+        now=ctx.now(),
+    )  # fmt: skip
     if result is not None:
         seen[result] += 1
-    fee = getattr(answer, "fee", None) if exchange.outcome is Outcome.OK else None
+    fee = getattr(answer, "fee", None) if outcome is Outcome.OK else None
     with ctx.sessions() as session:
         attempts.finish_attempt(
             session,
@@ -266,24 +256,29 @@ def _one_try(
             errmsg=exchange.error or (answer.errmsg if answer is not None else None),
             sid=getattr(answer, "sid", None) or None,
             fee=fee,
-            outcome=exchange.outcome,
+            outcome=outcome,
             latency_ms=round(exchange.latency_ms),
         )
-        verdict = _decide(session, outgoing, owner, exchange, ctx)
+        verdict = _apply(session, outgoing, owner, exchange, decision, ctx)
         session.commit()
-    seconds, answered = exchange.latency_ms / 1000, [(exchange.outcome, fee, verdict is None)]
+    seconds, answered = exchange.latency_ms / 1000, [(outcome, fee, verdict is None)]
     metrics.request_answered(outgoing.account, outgoing.kind, request.api, seconds, answered)
-    _log_attempt(outgoing, attempt_no, exchange, verdict)
+    _log_attempt(outgoing, attempt_no, exchange, outcome, verdict)
     return Step(exchange, verdict)
 
 
-def _decide(
-    session: Session, outgoing: Outgoing, owner: str, exchange: Exchange, ctx: SendContext
+def _apply(
+    session: Session,
+    outgoing: Outgoing,
+    owner: str,
+    exchange: Exchange,
+    decision: policy.After,
+    ctx: SendContext,
 ) -> SendVerdict | None:
-    """Move the message according to the outcome; None means 'try again now'."""
-    outcome = exchange.outcome
-    answer = exchange.response
-    if outcome is Outcome.OK and answer is not None:
+    """Move the message as the policy decided after the answer; None means 'try again now'."""
+    if isinstance(decision, policy.TryAgain):
+        return None  # transient, network, or ambiguous with a resend policy
+    if isinstance(decision, policy.Sent):
         (result,) = exchange.results()
         moved = moves.transition(
             session, outgoing.id, SENT, from_statuses=(SENDING,), owner=owner,
@@ -293,35 +288,36 @@ def _decide(
         if moved:  # a delivery report may have overtaken this answer
             match_sent(session, outgoing.id, result.sid)
         return SendVerdict(SENT if moved else None)
-    if outcome is Outcome.REJECTED:
-        code = answer.result if answer is not None else None
-        info = code_info(code) if code is not None else None
-        if info is not None and info.pauses_account:
-            return _pause(session, outgoing, owner, code or 0, exchange.error, ctx)
+    if isinstance(decision, policy.PauseAccount):
+        return _pause(session, outgoing, owner, decision, ctx)
+    if isinstance(decision, policy.Fail):
         return _end(
-            session, outgoing.id, owner, FAILED, exchange.error, result=code, errmsg=exchange.error
-        )
-    if outcome is Outcome.THROTTLED:
-        code = answer.result if answer is not None else None
-        wait = wait_for(code_info(code) if code is not None else None, ctx.now())
-        return _defer(session, outgoing, owner, ctx.now(), wait, exchange.error, metrics.THROTTLED)
-    if outcome is Outcome.AMBIGUOUS and not ctx.settings.resends_ambiguous(outgoing.kind):
-        reason = f"{exchange.error}; may have been delivered, not resent by policy"
-        return _end(session, outgoing.id, owner, UNKNOWN, reason)
-    return None  # transient, network, or ambiguous with a resend policy
+            session, outgoing.id, owner, FAILED, decision.reason, result=decision.code,
+            errmsg=decision.reason,
+        )  # fmt: skip
+    return _wait(session, outgoing, owner, ctx.now(), decision)
 
 
 def _withheld(
-    session: Session, outgoing: Outgoing, now: datetime, *, hold: bool = True
+    session: Session,
+    outgoing: Outgoing,
+    ctx: SendContext,
+    now: datetime,
+    attempts_made: int,
+    delivery_count: int = 0,
+    lost: bool = False,
+    *,
+    hold: bool = True,
 ) -> dict[uuid.UUID, Withheld]:
+    phone = outgoing.phone
+    outbound = Outbound(
+        outgoing.id, phone.nationcode, phone.mobile, outgoing.expires_at, attempts_made,
+        delivery_count, lost,
+    )  # fmt: skip
     return withheld_at_send(
-        session,
-        batch_id=outgoing.batch_id,
-        kind=outgoing.kind,
-        outbound=[outgoing.outbound],
-        now=now,
-        hold=hold,
-    )
+        session, batch_id=outgoing.batch_id, account=outgoing.account, kind=outgoing.kind,
+        outbound=[outbound], settings=ctx.settings, now=now, hold=hold,
+    )  # fmt: skip
 
 
 def _settle(
@@ -335,51 +331,51 @@ def _settle(
     return SendVerdict(reached[outgoing.id], reason=withheld[outgoing.id].reason)
 
 
-def _account_slot(account: str, ctx: SendContext) -> float:
-    """Wait for the account's shared rate; the seconds still to wait if that is too long."""
-    if ctx.throttle is None:
-        return 0.0
-    rate = ctx.settings.account(account).send_rate
-    for _ in range(5):
-        wait = ctx.throttle.account_wait(account, rate)
-        if wait <= 0:
-            return 0.0
-        if wait > MAX_SLOT_SLEEP_SECONDS:
-            return wait
-        ctx.sleep(wait)
-    return MAX_SLOT_SLEEP_SECONDS
-
-
 def _defer(
     session: Session,
     outgoing: Outgoing,
     owner: str,
     now: datetime,
-    wait: float,
+    seconds: float,
     reason: str,
     cause: str,
 ) -> SendVerdict:
-    """Back to ``queued`` until ``now + wait``; published again by countdown or by the sweeper.
+    """Wait ``seconds`` for ``reason`` (its metrics label: ``cause``), or expire at the deadline."""
+    decision = policy.wait_or_expire(
+        seconds, now, reason, cause, outgoing.expires_at, in_batch=outgoing.in_batch
+    )
+    return _wait(session, outgoing, owner, now, decision)
 
-    ``cause``: the reason as a metrics label (one of ``metrics.DEFERRAL_REASONS``)."""
-    not_before = now + timedelta(seconds=wait)
-    if outgoing.expires_at is not None and not_before >= outgoing.expires_at:
-        return _end(session, outgoing.id, owner, EXPIRED, f"{reason}; would wait past deadline")
-    if not moves.requeue(session, outgoing.id, owner, not_before, reason):
+
+def _wait(
+    session: Session,
+    outgoing: Outgoing,
+    owner: str,
+    now: datetime,
+    decision: policy.Wait | policy.Settle,
+) -> SendVerdict:
+    """Back to ``queued`` until the wait is over, published again by countdown or by the
+    sweeper; or ended, when the policy says it cannot wait."""
+    if isinstance(decision, policy.Settle):
+        return _end(session, outgoing.id, owner, decision.status, decision.reason)
+    if not moves.requeue(session, outgoing.id, owner, decision.not_before, decision.reason):
         return NOT_OURS
-    metrics.deferred(outgoing.account, cause)
-    countdown = wait if wait <= MAX_COUNTDOWN_SECONDS else None
-    return SendVerdict(QUEUED, retry_in=countdown, reason=reason)
+    metrics.deferred(outgoing.account, decision.cause)
+    return SendVerdict(QUEUED, retry_in=policy.countdown(decision, now), reason=decision.reason)
 
 
 def _pause(
-    session: Session, outgoing: Outgoing, owner: str, code: int, reason: str, ctx: SendContext
+    session: Session,
+    outgoing: Outgoing,
+    owner: str,
+    decision: policy.PauseAccount,
+    ctx: SendContext,
 ) -> SendVerdict:
     """The account cannot send (1031, 1033): stop it, keep the message queued, alert."""
-    stop_account(session, outgoing.account, code, reason, ctx.now())
-    if moves.requeue(session, outgoing.id, owner, None, f"account paused: {reason}"):
+    stop_account(session, outgoing.account, decision.code, decision.error, ctx.now())
+    if moves.requeue(session, outgoing.id, owner, None, decision.reason):
         metrics.deferred(outgoing.account, metrics.ACCOUNT_PAUSED)
-    return SendVerdict(QUEUED, reason=f"account paused: {reason}")
+    return SendVerdict(QUEUED, reason=decision.reason)
 
 
 def _end(
@@ -396,21 +392,18 @@ def _end(
     return SendVerdict(status if moved else None, reason=reason)
 
 
-def _give_up(outgoing: Outgoing, owner: str, ctx: SendContext, reason: str) -> Step:
-    with ctx.sessions() as session:
-        verdict = _end(session, outgoing.id, owner, FAILED, reason)
-        session.commit()
-    return Step(None, verdict)
-
-
 def _log_attempt(
-    outgoing: Outgoing, attempt_no: int, exchange: Exchange, verdict: SendVerdict | None
+    outgoing: Outgoing,
+    attempt_no: int,
+    exchange: Exchange,
+    outcome: Outcome,
+    verdict: SendVerdict | None,
 ) -> None:
     # The log handlers' filter (worker.observability.logs) masks the number, whatever the format.
     log.info(
         "attempt %d of message %s to %s (%s): %s %s -> %s",
-        attempt_no, outgoing.id, outgoing.phone.e164, outgoing.account, exchange.outcome,
+        attempt_no, outgoing.id, outgoing.phone.e164, outgoing.account, outcome,
         exchange.error or "OK", verdict.status if verdict else "retry",
         # message_id, account and kind come from the log context send_message binds.
-        extra={"attempt_no": attempt_no, "outcome": str(exchange.outcome)},
+        extra={"attempt_no": attempt_no, "outcome": str(outcome)},
     )  # fmt: skip

@@ -17,6 +17,7 @@ return whole microseconds because Redis truncates a Lua number to an integer on 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from redis import Redis
 
@@ -89,6 +90,25 @@ class Throttle:
         # Called by its SHA (EVALSHA); redis-py loads the script again if the server lost it.
         self._account_script = redis.register_script(_ACCOUNT_SCRIPT)
         self._number_script = redis.register_script(_NUMBER_SCRIPT)
+
+    def account_slot(
+        self,
+        account: str,
+        rate_per_second: float,
+        sleep: Callable[[float], None],
+        max_sleep: float,
+        tries: int = 5,
+    ) -> float:
+        """Take a slot of ``account``'s rate, sleeping for it while each wait is at most
+        ``max_sleep`` (``tries`` times at most); 0.0, else the seconds still to wait."""
+        for _ in range(tries):
+            wait = self.account_wait(account, rate_per_second)
+            if wait <= 0:
+                return 0.0
+            if wait > max_sleep:
+                return wait
+            sleep(wait)
+        return max_sleep
 
     def account_wait(self, account: str, rate_per_second: float) -> float:
         """0.0 after taking a slot of ``account``'s rate, else the seconds to wait (taking none)."""

@@ -1,4 +1,4 @@
-"""The in-task retry policy shared by single and group sends (tenacity).
+"""The in-task tries of single and group sends, wired with tenacity (their budgets: ``policy``).
 
 A transient answer is tried again at once, a few times, each try re-signed with a fresh ``time``
 and ``random`` and recorded as its own attempt; then the message waits, backing off, outside the
@@ -19,13 +19,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-# In-task tries for transient answers: a few quick ones, then the message waits in the broker.
-IN_TASK_TRIES = 3
-IN_TASK_BUDGET_SECONDS = 10.0
-# Countdowns are kept well below Redis's visibility timeout and RabbitMQ's consumer_timeout (see
-# worker.celery); a longer wait goes back to the database as `not_before` and the sweeper
-# publishes it when due.
-MAX_COUNTDOWN_SECONDS = 300.0
+from worker.services.sending.policy import IN_TASK_BUDGET_SECONDS, IN_TASK_TRIES
 
 
 def quick_tries(sleep: Callable[[float], None], retry: retry_base) -> Retrying:
@@ -41,11 +35,6 @@ def quick_tries(sleep: Callable[[float], None], retry: retry_base) -> Retrying:
         retry_error_callback=_last_result,
         sleep=sleep,
     )
-
-
-def backoff_after_tries(attempts_made: int) -> float:
-    """Seconds to wait once the quick tries are spent: longer as attempts add up, capped."""
-    return min(5.0 * 2.0 ** (attempts_made // IN_TASK_TRIES), MAX_COUNTDOWN_SECONDS)
 
 
 def _last_result(state: RetryCallState) -> Any:
