@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import secrets
 import time as clock_module
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
 from functools import partial
@@ -172,12 +172,11 @@ class SmsClient:
         body = wire.sendmultisms2_body(phones, content, sig=sig, time=now, ext=ext, extend=extend)
         return self._signed(Api.SENDMULTISMS2, body, random, now, tuple(phones))
 
-    def execute(self, request: SignedRequest, seen: Mapping[int, int] | None = None) -> Exchange:
-        """Exactly one HTTP call. ``seen``: how many earlier attempts of this message got each
-        result code, which turns a capped transient code permanent (see ``codes``)."""
+    def execute(self, request: SignedRequest) -> Exchange:
+        """Exactly one HTTP call; its outcome read from this answer alone (``codes``)."""
         # Stamped on the client's clock, the one its requests are signed with (the worker's).
         started_at = datetime.fromtimestamp(self._clock(), UTC)
-        outcome, error, status, response = self._attempt(request, seen or {})
+        outcome, error, status, response = self._attempt(request)
         finished_at = datetime.fromtimestamp(self._clock(), UTC)
         return Exchange(request, outcome, status, response, error, started_at, finished_at)
 
@@ -267,7 +266,7 @@ class SmsClient:
         url = f"{self._urls[api]}{random}"
         return SignedRequest(api, url, wire.encode(body), random, now, phones)
 
-    def _attempt(self, request: SignedRequest, seen: Mapping[int, int]) -> Attempt:
+    def _attempt(self, request: SignedRequest) -> Attempt:
         try:
             answer = self._transport.post(request.url, request.body)
         except NetworkError as failure:
@@ -281,7 +280,7 @@ class SmsClient:
             response = _parse_send_answer(request, answer.body)
         except wire.MalformedResponse as malformed:
             return Outcome.TRANSIENT, str(malformed), status, None
-        outcome = classify_result(response.result, seen.get(response.result, 0))
+        outcome = classify_result(response.result)
         error = (
             "" if response.result == 0 else response.errmsg or code_info(response.result).meaning
         )

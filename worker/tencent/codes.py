@@ -37,7 +37,8 @@ class CodeInfo:
     meaning: str
     outcome: Outcome
     # How often a TRANSIENT code may be retried for one message before it counts as REJECTED
-    # (1021 once: a queue delay heals with a fresh time, a skewed clock does not).
+    # (1021 once: a queue delay heals with a fresh time, a skewed clock does not). The client
+    # answers for one request; whoever keeps a message's history applies the limit.
     transient_limit: int | None = None
     wait: Wait | None = None
     wait_seconds: int | None = None
@@ -109,20 +110,14 @@ def code_info(code: int) -> CodeInfo:
     return RESULT_CODES.get(code, UNKNOWN_CODE)
 
 
-def classify_result(code: int, seen_before: int = 0) -> Outcome:
-    """The outcome of a response carrying ``code``.
+def classify_result(code: int) -> Outcome:
+    """The outcome of a response carrying ``code``, from the answer alone.
 
-    ``seen_before`` is how many earlier attempts of the same message got this same code; a
-    transient code with a ``transient_limit`` turns permanent once that many retries are spent.
+    A code's ``transient_limit`` is for a caller that knows a message's history: the send policy
+    (``worker.services.sending.policy``) turns such a code permanent once it has been seen often
+    enough for one message.
     """
-    info = code_info(code)
-    if (
-        info.outcome is Outcome.TRANSIENT
-        and info.transient_limit is not None
-        and seen_before >= info.transient_limit
-    ):
-        return Outcome.REJECTED
-    return info.outcome
+    return code_info(code).outcome
 
 
 def classify_http_status(status: int) -> Outcome:
