@@ -34,14 +34,15 @@ from worker.celery.signals import connect_worker_hooks
 from worker.config import ConfigError, Settings, load_settings
 
 TASK_TIME_LIMIT_SECONDS = 120
-# Above the longest countdown (MAX_COUNTDOWN_SECONDS, 300 s) plus the task time limit, so a
-# message waiting in a worker's memory is never handed to a second worker.
+# Above the send policy's longest countdown plus the task time limit, so a message waiting in a
+# worker's memory is never handed to a second worker (tests/celery/test_budgets.py checks it).
 VISIBILITY_TIMEOUT_SECONDS = 1800
 # RabbitMQ closes the channel of a consumer that holds a delivery unacknowledged longer than its
 # consumer_timeout (30 min by default), and every delivery on that channel goes back to the queue.
-# The longest a worker holds one is its wait behind the prefetched tasks, plus a countdown (300 s
-# at most: a longer wait goes to the database as not_before), plus the task time limit: well
-# below. A longer countdown would need consumer_timeout raised on the server.
+# The longest a worker holds one is its wait behind the prefetched tasks, plus a countdown (the
+# send policy caps it; a longer wait goes to the database as not_before), plus the task time
+# limit: well below (tests/celery/test_budgets.py). A longer countdown would need
+# consumer_timeout raised on the server.
 RABBITMQ_CONSUMER_TIMEOUT_SECONDS = 1800
 AMQP_SCHEMES = frozenset({"amqp", "amqps", "pyamqp"})
 
