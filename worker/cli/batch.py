@@ -46,9 +46,8 @@ from worker.cli.output import (
     raw_option,
     show,
 )
-from worker.ledger import batch_models as batch_states
-from worker.ledger.batch_models import SmsBatch
-from worker.ledger.status import MESSAGE_STATUSES
+from worker.ledger.schema import SmsBatch
+from worker.ledger.status import DISPATCHABLE, MESSAGE_STATUSES, BatchStatus
 from worker.services.batch_import import BatchInputError
 from worker.services.sending.waits import BEIJING
 from worker.tencent import InvalidInput
@@ -306,7 +305,7 @@ def pause(batch_id: str) -> None:
       sms-worker batch pause 3f2a
     """
     done = _batch_action(
-        batch_id, Batches.pause, "paused", {batch_states.PAUSED}, lambda b: "was already paused"
+        batch_id, Batches.pause, "paused", {BatchStatus.PAUSED}, lambda b: "was already paused"
     )
     if done is not None:
         found, _ = done
@@ -332,7 +331,7 @@ def resume(batch_id: str) -> None:
         batch_id,
         Batches.resume,
         "resumed",
-        batch_states.DISPATCHABLE,
+        DISPATCHABLE,
         lambda b: f"is not paused (it is {b.status}): nothing to do",
     )
     if done is not None:
@@ -356,7 +355,7 @@ def cancel(batch_id: str) -> None:
         batch_id,
         Batches.cancel,
         "cancelled",
-        {batch_states.CANCELLED},
+        {BatchStatus.CANCELLED},
         lambda b: "was already cancelled",
     )
     if done is not None:
@@ -388,9 +387,10 @@ def _batch_action(
 
 def _refuse(found: SmsBatch, action: str) -> NoReturn:
     """End a pause, resume or cancel that the batch's state does not allow, saying why."""
-    why = {
-        batch_states.IMPORTING: "is still importing: try again once `batch status` says scheduled",
-        batch_states.DONE: "is done: every message of it is settled, nothing is left to send",
-        batch_states.CANCELLED: "is cancelled: nothing more of it is sent",
-    }.get(found.status, f"is {found.status}")
+    refusals: dict[str, str] = {
+        BatchStatus.IMPORTING: "is still importing: try again once `batch status` says scheduled",
+        BatchStatus.DONE: "is done: every message of it is settled, nothing is left to send",
+        BatchStatus.CANCELLED: "is cancelled: nothing more of it is sent",
+    }
+    why = refusals.get(found.status, f"is {found.status}")
     fail(f"batch {found.id} {why}; it cannot be {action}", BAD_INPUT)
