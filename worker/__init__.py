@@ -2,7 +2,9 @@
 
 The producer API lives here: ``worker.enqueue(...)`` and ``worker.enqueue_many(...)`` (see
 ``worker.api.producer``); a bad argument raises ``InvalidInput``, and an idempotency key used before
-for a different message ``IdempotencyConflict``. ``celery -A worker`` finds the Celery app in
+for a different message ``IdempotencyConflict``. Marketing batches: ``worker.Batches`` (create,
+find, status, pause, resume, cancel) and ``worker.create_batch(...)`` (see ``worker.api.batches``).
+``celery -A worker`` finds the Celery app in
 ``worker.celery``. Importing ``worker`` reads no settings; it and ``worker.tencent`` alone pull
 in neither the database nor Celery.
 """
@@ -15,14 +17,17 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from worker.api.batches import Batches, create_batch
     from worker.api.idempotency import IdempotencyConflict
     from worker.api.producer import Enqueued, Producer
     from worker.tencent import InvalidInput
 
 __all__ = [
+    "Batches",
     "Enqueued",
     "IdempotencyConflict",
     "InvalidInput",
+    "create_batch",
     "default_producer",
     "enqueue",
     "enqueue_many",
@@ -62,6 +67,10 @@ def __getattr__(name: str) -> Any:
         import worker.api.producer
 
         return getattr(worker.api.producer, name)
+    if name in ("Batches", "create_batch"):
+        import worker.api.batches
+
+        return getattr(worker.api.batches, name)
     if name == "InvalidInput":
         from worker.tencent import InvalidInput
 

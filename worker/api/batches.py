@@ -22,10 +22,10 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -71,7 +71,7 @@ class BatchStatus:
         return sum(n for state, n in self.messages.items() if state not in CLAIMABLE)
 
 
-class Batches:
+class Batches(AbstractContextManager["Batches"]):
     """The batches of one ledger. Give ``sessions`` to share an engine; else one is made (and
     disposed of by ``close``)."""
 
@@ -189,15 +189,7 @@ class Batches:
         if self._engine is not None:
             self._engine.dispose()
 
-    def __enter__(self) -> Batches:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
 

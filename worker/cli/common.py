@@ -217,6 +217,18 @@ def listen_options(*, port: int, host_example: str) -> Callable[[F], F]:
     return lambda command: host(port_option(command))
 
 
+# What a message is sent as, the same for `send` and `batch create`.
+sign_option = click.option("--sign", metavar="SIGN", help="The signature, without 【】.")
+account_option = click.option(
+    "--account", metavar="NAME", help="The account (SMS_CONFIG); default: its default."
+)
+
+
+def param_option(help_text: str) -> Callable[[F], F]:
+    """``--param``, repeatable, into ``params``; ``help_text`` says whose params they are."""
+    return click.option("--param", "params", multiple=True, metavar="VALUE", help=help_text)
+
+
 log_level_option = click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),

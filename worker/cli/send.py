@@ -14,7 +14,16 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.cli.common import BAD_INPUT, FAILURE, current_settings, fail, first_line
+from worker.cli.common import (
+    BAD_INPUT,
+    FAILURE,
+    account_option,
+    current_settings,
+    fail,
+    first_line,
+    param_option,
+    sign_option,
+)
 from worker.cli.output import DataTable, data_console, line
 from worker.ledger import attempts, messages
 from worker.ledger.db import make_engine, session_factory
@@ -59,19 +68,13 @@ def _option_of(field: str) -> str:
 )
 @click.option("--nationcode", metavar="CODE", help="Country calling code of a national --to.")
 @click.option("--template", type=int, metavar="ID", help="An approved template's id.")
-@click.option(
-    "--param",
-    "params",
-    multiple=True,
-    metavar="VALUE",
-    help="A template variable; repeat it for {1}, {2}, ... in order.",
-)
+@param_option("A template variable; repeat it for {1}, {2}, ... in order.")
 @click.option(
     "--text",
     metavar="TEXT",
     help="Free text instead of a template, with its signature: 【sign】text.",
 )
-@click.option("--sign", metavar="SIGN", help="The signature, without 【】.")
+@sign_option
 @click.option(
     "--kind",
     type=click.Choice(KINDS),
@@ -79,7 +82,7 @@ def _option_of(field: str) -> str:
     show_default=True,
     help="Decides the queue, the deadline and the policy after an ambiguous answer.",
 )
-@click.option("--account", metavar="NAME", help="The account (SMS_CONFIG); default: its default.")
+@account_option
 @click.option(
     "--key",
     "idempotency_key",

@@ -18,7 +18,6 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any, Literal, Self
 
 import uvicorn
@@ -119,12 +118,7 @@ class AsgiServer:
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
 
