@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.audit import assert_accounted_for, enqueue_run, settled_count
 from tests.fixtures.pipeline import CeleryWorker, Pipeline, settings_under
 from tests.fixtures.rabbitmq import rabbitmqctl, wait_for_no_consumers
 from tests.fixtures.simulator import LONG_PARAMS, SIGN, TPL_LONG
+from tests.pipeline.interrupted_run import assert_accounted_for, enqueue_run, settled_count
 from worker.api.producer import MAX_PUBLISH_DELAY_SECONDS
 from worker.celery.application import (
     RABBITMQ_CONSUMER_TIMEOUT_SECONDS,

@@ -13,9 +13,9 @@ import signal
 import pytest
 from redis import Redis
 
-from tests.fixtures.audit import assert_accounted_for, enqueue_run, settled_count
 from tests.fixtures.pipeline import Pipeline
 from tests.fixtures.redis import OWNER_KEY
+from tests.pipeline.interrupted_run import assert_accounted_for, enqueue_run, settled_count
 
 
 @pytest.mark.slow
