@@ -24,7 +24,7 @@ from tests.fixtures.simulator import MARKETING_PARAMS, SIGN, TPL_MARKETING
 from worker.api.batches import Batches
 from worker.ledger.schema import SmsMessage
 from worker.ledger.status import BILLABLE, QUEUED, SENDING
-from worker.services.sending.waits import BEIJING, MARKETING_CLOSES, MARKETING_OPENS
+from worker.tencent.types import BEIJING, MARKETING_CLOSES, MARKETING_OPENS
 
 # How long a batch takes at its account's rate: several dispatcher ticks (5 s each).
 BATCH_SECONDS = scaled(15, 60)

@@ -49,8 +49,8 @@ from worker.cli.output import (
 from worker.ledger.schema import SmsBatch
 from worker.ledger.status import DISPATCHABLE, MESSAGE_STATUSES, BatchStatus
 from worker.services.batch_import import BatchInputError
-from worker.services.sending.waits import BEIJING
 from worker.tencent import InvalidInput
+from worker.tencent.types import BEIJING
 
 REJECTION_COLUMNS = ("line", "reason", "detail", "row")
 SUMMARY_COLUMNS = (

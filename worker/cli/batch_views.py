@@ -20,7 +20,8 @@ from worker.cli.output import DataTable, data_console, line, literal
 from worker.ledger.schema import SmsBatch
 from worker.ledger.status import DISPATCHABLE, FINISHED, MESSAGE_STATUSES
 from worker.services.batch_import import ImportProgress, ImportReport
-from worker.services.sending.waits import BEIJING, sending_window_note
+from worker.services.sending.waits import sending_window_note
+from worker.tencent.types import BEIJING
 
 
 def beijing_time(moment: datetime | None) -> str:

@@ -45,8 +45,8 @@ from worker.cli.output import (
 from worker.config import ConfigError, Settings
 from worker.ledger.schema import SmsDailyUsage
 from worker.services import finance
-from worker.services.sending.waits import BEIJING
 from worker.tencent import GatewayError, SmsClient
+from worker.tencent.types import BEIJING
 
 PROGRESS_EVERY = 1000  # rows between two updates of the export's progress line
 

@@ -14,7 +14,7 @@ import phonenumbers
 from worker.cli.output import DataTable, plain, visible
 from worker.ledger.finance import FIGURES
 from worker.services.reconciliation import HourCheck, Reconciliation
-from worker.services.sending.waits import BEIJING
+from worker.tencent.types import BEIJING
 
 # Short headers, so a grouped summary fits a terminal.
 _LABELS = {

@@ -26,7 +26,7 @@ from worker.ledger.finance import FIGURES, Usage, UsageFigures, UsageKey
 from worker.ledger.schema import SmsAttempt, SmsMessage, SmsPrice
 from worker.ledger.schema.finance import ANY
 from worker.services.reconciliation import Reconciliation, TemplateBook, reconcile
-from worker.services.sending.waits import BEIJING
+from worker.tencent.types import BEIJING
 
 __all__ = [
     "DIMENSIONS",

@@ -36,8 +36,7 @@ from worker.ledger.schema.reports import REPORT_SOURCES
 from worker.ledger.status import AWAITING_REPORT, DELIVERED, UNDELIVERED
 from worker.ledger.types import text_problem
 from worker.observability import metrics
-from worker.services.sending.waits import BEIJING
-from worker.tencent.types import REPORT_FAIL, REPORT_SUCCESS, DeliveryReport, Reply
+from worker.tencent.types import BEIJING, REPORT_FAIL, REPORT_SUCCESS, DeliveryReport, Reply
 
 log = logging.getLogger(__name__)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 
 import phonenumbers
@@ -15,10 +16,16 @@ import phonenumbers
 from worker.simulator.billing import render_template, rendered_message
 from worker.simulator.config import SimulatorConfig, TemplateKind, TemplateSpec
 from worker.simulator.parsing import Refusal, SendRequest
-from worker.tencent.types import MAX_CONTENT_LENGTH, MAX_PARAM_LENGTH, Phone
+from worker.tencent.types import (
+    BEIJING,
+    MARKETING_CLOSES,
+    MARKETING_OPENS,
+    MAX_CONTENT_LENGTH,
+    MAX_PARAM_LENGTH,
+    Phone,
+)
 
-MARKETING_HOURS = range(8, 22)  # Beijing time, 08:00 to 21:59
-BEIJING_UTC_OFFSET_HOURS = 8
+MARKETING_HOURS = range(MARKETING_OPENS, MARKETING_CLOSES)  # Beijing time, 08:00 to 21:59
 
 _VERIFICATION_CODE = re.compile(r"\d{0,6}")
 # A scheme, a www. host, or a name with a common top-level domain ("t.cn/x", "qq.com").
@@ -162,7 +169,7 @@ def check_marketing_hours(template: TemplateSpec, now: float) -> None:
 
 
 def beijing_hour(now: float) -> int:
-    return (int(now) // 3600 + BEIJING_UTC_OFFSET_HOURS) % 24
+    return datetime.fromtimestamp(now, BEIJING).hour
 
 
 def _split_sign(msg: str, *, domestic: bool) -> tuple[str | None, str]:

@@ -42,8 +42,8 @@ from worker.simulator.parsing import (
 )
 from worker.simulator.reports import ReportCenter
 from worker.simulator.signature import sig_matches
-from worker.simulator.state import BEIJING, InboxEntry, LogEntry, NumberOutcome, SimulatorState
-from worker.tencent.types import MAX_CLOCK_SKEW_SECONDS, MAX_GROUP_SIZE, Api, Phone
+from worker.simulator.state import InboxEntry, LogEntry, NumberOutcome, SimulatorState
+from worker.tencent.types import BEIJING, MAX_CLOCK_SKEW_SECONDS, MAX_GROUP_SIZE, Api, Phone
 
 OK = "OK"
 

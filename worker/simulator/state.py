@@ -11,16 +11,15 @@ import random
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 
 from worker.simulator.checks import TemplateBook
 from worker.simulator.config import Account, Limits, SimulatorConfig
 from worker.simulator.faults import FaultSettings, Step
 from worker.simulator.parsing import Refusal
-from worker.tencent.types import Phone
+from worker.tencent.types import BEIJING, Phone
 
-BEIJING = timezone(timedelta(hours=8), "Asia/Shanghai")
 _WINDOW_30S, _WINDOW_HOUR, _KEEP_SECONDS = 30, 3600, 2 * 86_400
 
 

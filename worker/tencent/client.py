@@ -13,7 +13,7 @@ import secrets
 import time as clock_module
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from types import TracebackType
 from typing import Protocol, TypeVar
@@ -26,6 +26,7 @@ from worker.tencent.signing import sign
 from worker.tencent.transport import HttpTransport, NetworkError, TransportError
 from worker.tencent.types import (
     API_PREFIX,
+    BEIJING,
     DEFAULT_GATEWAY_URL,
     MAX_PULL,
     Api,
@@ -37,8 +38,6 @@ from worker.tencent.types import (
     SendStats,
 )
 
-# Mainland China has kept UTC+8 without daylight saving since 1991; statistics hours are in it.
-BEIJING = timezone(timedelta(hours=8), "Asia/Shanghai")
 # The documentation's example `random` has 10 digits; always 10 keeps requests uniform.
 RANDOM_FLOOR, RANDOM_SPAN = 10**9, 9 * 10**9
 

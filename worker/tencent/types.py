@@ -8,11 +8,18 @@ simulator that checks it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta, timezone
 from enum import StrEnum
 
 API_PREFIX = "/v5/tlssmssvr/"
 DEFAULT_GATEWAY_URL = "https://yun.tim.qq.com"
 DOMESTIC_NATIONCODE = "86"
+# The gateway keeps Beijing time: quotas, statistics hours, report times and the marketing
+# window. Mainland China has kept UTC+8 without daylight saving since 1991.
+BEIJING = timezone(timedelta(hours=8), "Asia/Shanghai")
+# Marketing goes out from 08:00 to 22:00 Beijing time; the gateway refuses it otherwise (1029).
+MARKETING_OPENS = 8
+MARKETING_CLOSES = 22
 
 MAX_GROUP_SIZE = 200  # 1046 beyond
 MAX_CONTENT_LENGTH = 450  # signature included; 1017 beyond

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from worker.ledger.status import (
@@ -25,6 +25,7 @@ from worker.ledger.status import (
 from worker.observability import metrics
 from worker.tencent.codes import Outcome, code_info
 from worker.tencent.codes import Wait as Window
+from worker.tencent.types import BEIJING, MARKETING_CLOSES, MARKETING_OPENS
 
 # --- budgets ---------------------------------------------------------------------------------
 # In-task tries for a transient answer: a few quick ones, each re-signed and recorded as its own
@@ -46,11 +47,6 @@ MAX_SLOT_SLEEP_SECONDS = 1.0
 # A throttled answer that names no window (HTTP 429, or a code without wait_seconds): a minute
 # is longer than any short window the gateway documents.
 DEFAULT_WAIT_SECONDS = 60.0
-# Mainland China has kept UTC+8 without daylight saving since 1991; quotas and quiet hours use it.
-BEIJING = timezone(timedelta(hours=8), "Asia/Shanghai")
-# Marketing may go out from 08:00 to 22:00 Beijing time (the gateway refuses it otherwise, 1029).
-MARKETING_OPENS = 8
-MARKETING_CLOSES = 22
 
 # --- reasons (sms_messages.reason), named once ------------------------------------------------
 LOST_NOT_RESENT = "a worker stopped before recording the answer; not resent by policy"

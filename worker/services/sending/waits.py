@@ -1,6 +1,6 @@
 """A batch's wait for its start and for the sending window, in words operators read.
 
-The window itself, the Beijing clock and the waits after a throttled answer are the send policy's
+The window itself and the waits after a throttled answer are the send policy's
 (``worker.services.sending.policy``); they are imported from here too by the callers that only
 need the calendar.
 """
@@ -10,15 +10,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from worker.services.sending.policy import (
-    BEIJING,
-    MARKETING_CLOSES,
-    MARKETING_OPENS,
     seconds_until_beijing_hour,
     within_marketing_hours,
 )
+from worker.tencent.types import BEIJING, MARKETING_CLOSES, MARKETING_OPENS
 
 __all__ = [
-    "BEIJING",
     "MARKETING_CLOSES",
     "MARKETING_OPENS",
     "seconds_until_beijing_hour",
