@@ -13,6 +13,7 @@ lies below it (``worker.ledger`` covers ``worker.ledger.models``, not ``worker.l
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -236,3 +237,12 @@ def test_the_simulator_shares_no_code_with_the_client_it_checks() -> None:
     } <= set(SIMULATOR_PLUMBING)
     for name in SIMULATOR_PLUMBING:
         assert {n for n in imports_of(name, MODULES[name])} <= set(SIMULATOR_PLUMBING), name
+
+
+def test_the_code_cites_only_documents_of_the_repository() -> None:
+    # The design facts a docstring relies on live in docs/; a note kept elsewhere goes stale unseen.
+    texts = {name: path.read_text(encoding="utf-8") for name, path in MODULES.items()}
+    cited = {cite for text in texts.values() for cite in re.findall(r"docs/[\w-]+\.md", text)}
+    assert cited
+    assert {cite for cite in cited if not (PACKAGE.parent / cite).is_file()} == set()
+    assert [name for name, text in texts.items() if "DESIGN" in text] == []

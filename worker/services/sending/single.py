@@ -99,7 +99,7 @@ class Step:
 
 
 def send_message(message_id: uuid.UUID, ctx: SendContext) -> SendVerdict:
-    """Run the steps of DESIGN 4.3 for one message."""
+    """Claim one message, ask the policy, send and settle it (docs/policy.md, docs/states.md)."""
     # Every line logged while this message is worked on says which message it was about.
     with log_context(message_id=str(message_id)):
         return _claim_and_send(message_id, ctx)

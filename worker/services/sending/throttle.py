@@ -1,9 +1,9 @@
 """Throttling shared by every worker process, on every machine, through Redis.
 
-Two questions are asked before a request goes out (DESIGN.md 4.3 step 4): may this account send
-now (its rate, shared by all workers), and may this number receive this message now (the
-gateway's per-number policy of DESIGN.md 2.6: the same content at most once in 30 s, at most 10
-messages a Beijing calendar day). A "no" comes with the seconds to wait, so the task defers
+Two questions are asked before a request goes out (docs/policy.md, Before a request): may this
+account send now (its rate, shared by all workers), and may this number receive this message now
+(the gateway's per-number limits, docs/gateway.md: the same content at most once in 30 s, at most
+10 messages a Beijing calendar day). A "no" comes with the seconds to wait, so the task defers
 instead of spending a request to be told 1023 or 1025.
 
 Each check is one Lua script: Redis runs it atomically, so workers never interleave between the
