@@ -77,8 +77,9 @@ def _option_of(field: str) -> str:
 @sign_option
 @click.option(
     "--kind",
-    type=click.Choice(KINDS),
-    default=NOTIFICATION,
+    # The words themselves: given the StrEnum members, click would offer their NAMES.
+    type=click.Choice([str(kind) for kind in KINDS]),
+    default=str(NOTIFICATION),
     show_default=True,
     help="Decides the queue, the deadline and the policy after an ambiguous answer.",
 )
