@@ -17,10 +17,15 @@ $(STAMP): pyproject.toml | $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/sms-worker demo
 
+# Tests in parallel processes: most of their time is spent waiting on child processes, servers
+# and timeouts, not on the CPU. Each process has its own PostgreSQL database, Redis database,
+# RabbitMQ vhost and ports (see tests/fixtures), so two do not meet.
+PYTEST_WORKERS ?= 2
+
 test: $(STAMP)
 	$(BIN)/ruff check worker tests bench
 	$(BIN)/mypy
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check worker tests bench
