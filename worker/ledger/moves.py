@@ -118,12 +118,23 @@ def _move(
 
 
 def _apply(
-    session: Session, statement: Update, params: Mapping[str, Any] | Sequence[Mapping[str, Any]]
+    session: Session,
+    statement: Update,
+    params: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+    *,
+    as_messages: bool = False,
 ) -> Result[Any]:
     """Run one move. Every claim, lease and state move of a message goes through here, so what
     must happen with each of them in the same transaction (the outbox's event row) is added
     here: a statement RETURNs the ids it moved, an executemany moves exactly the ids of its
-    rows (``transition_many`` locks them first)."""
+    rows (``transition_many`` locks them first).
+
+    ``as_messages``: the statement RETURNs whole rows, loaded as ``SmsMessage`` objects of the
+    session by the ORM's loader (for a chunk's 200 rows far cheaper than building each object
+    through its constructor)."""
+    if as_messages:
+        loading = select(SmsMessage).from_statement(statement)
+        return session.execute(loading.execution_options(populate_existing=True), params)
     return session.execute(statement, params)
 
 
@@ -232,8 +243,7 @@ def mark_republished(session: Session, ids: Collection[uuid.UUID], now: datetime
 def hold_chunk(
     session: Session, ids: Collection[uuid.UUID], owner: str, now: datetime, lease_seconds: float
 ) -> list[SmsMessage]:
-    """Renew the lease of the messages among ``ids`` that ``owner`` still holds; those messages,
-    as snapshots of their rows outside the session.
+    """Renew the lease of the messages among ``ids`` that ``owner`` still holds; those messages.
 
     A message whose lease another dispatcher took over meanwhile is no longer this chunk's.
     Locks: those rows until the caller commits.
@@ -244,8 +254,7 @@ def hold_chunk(
         None, (SENDING,), _COLUMNS.id.in_(ids), owner=owner,
         lease_until=now + timedelta(seconds=lease_seconds), updated_at=now,
     )  # fmt: skip
-    rows = _apply(session, statement.returning(*_COLUMNS), {})
-    return [SmsMessage(**row._mapping) for row in rows]
+    return list(_apply(session, statement.returning(*_COLUMNS), {}, as_messages=True).scalars())
 
 
 def count_attempts(
